@@ -1,0 +1,351 @@
+"""The Hugging Face transformers backend: any causal LM id or local directory.
+
+Conventions that change numbers, stated once here:
+- dtype is explicit (fp32 on CPU, bf16 else fp16 on CUDA): transformers 5 would otherwise load an
+  fp16 checkpoint as fp16 on CPU, where it is slow and less precise.
+- attention is FlashAttention-2 when the package and a CUDA device exist, else SDPA; asking for
+  FA2 where it cannot run is an error, never a silent fallback.
+- log-likelihood follows lm-evaluation-harness 0.4.13: trailing context whitespace moves to the
+  continuation, the context is encoded with the tokenizer's own special tokens (OPT: a leading
+  `</s>`), the continuation is the tail of encode(context + continuation), and an empty context
+  is conditioned on the BOS token alone with the continuation encoded without special tokens.
+  The score is the summed log-probability of the continuation tokens.
+- generation pads on the left, passes explicit position ids, and uses an explicit
+  GenerationConfig (top_k=0, no repetition penalty) so a checkpoint's generation_config.json
+  cannot silently change the decoding protocol a probe asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from audit.errors import AuditError
+from audit.types import Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Request, Sample
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for; `resolve` turns "auto" values into concrete ones."""
+
+    model: str  # hub id, local directory, or "tiny-opt"
+    revision: str | None = None  # hub branch, tag or commit
+    dtype: str = "auto"
+    attn: str = "auto"
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+
+
+def flash_attn_available() -> bool:
+    """FlashAttention-2 needs its package and a CUDA device."""
+    import torch
+
+    return importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AuditError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise AuditError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """fp32 on CPU; bf16 on CUDA where supported, else fp16."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise AuditError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def resolve_attn(attn: str, device: str) -> str:
+    """FA2 where it can run, else SDPA; an explicit FA2 request that cannot run is an error."""
+    if attn not in ATTENTIONS:
+        raise AuditError(f"--attn {attn!r}: expected one of {', '.join(ATTENTIONS)}")
+    fa2 = device.startswith("cuda") and flash_attn_available()
+    if attn == "auto":
+        return "flash_attention_2" if fa2 else "sdpa"
+    if attn == "flash_attention_2" and not fa2:
+        why = "no CUDA device" if not device.startswith("cuda") else "the flash_attn package is not installed"
+        raise AuditError(f"--attn flash_attention_2 cannot run here: {why} "
+                         "(install the 'gpu' extra on a CUDA machine, or use --attn sdpa)")
+    return attn
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA (or MPS) out-of-memory errors, which the engine answers by halving the batch."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") > 1
+
+
+def _weights_sha256(directory: Path) -> str:
+    """sha256 pinning an unversioned local model: of its single weights file (so `sha256sum`
+    can check it), or over all weight files in name order."""
+    from audit.tiny import sha256_file
+
+    files = sorted(p for p in directory.iterdir()
+                   if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    if len(files) == 1:
+        return sha256_file(files[0])
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+class HFBackend:
+    """A transformers causal LM behind the Backend seam."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from audit import tiny
+
+        self.spec = spec
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        self.attn = resolve_attn(spec.attn, self.device)
+        if self.dtype == "float16" and self.device == "cpu":
+            raise AuditError("--dtype float16 on CPU is unsupported for many kernels; use float32 or bfloat16")
+
+        source: str = spec.model
+        local_dir: Path | None = None
+        if spec.model == tiny.TINY_NAME:
+            local_dir = tiny.tiny_model_dir()
+            source = str(local_dir)
+        elif _looks_like_path(spec.model):
+            local_dir = Path(spec.model).expanduser()
+            if not local_dir.is_dir():
+                raise AuditError(f"--model {spec.model}: no such directory")
+            if not (local_dir / "config.json").exists():
+                raise AuditError(f"--model {spec.model}: not a Hugging Face model directory (no config.json)")
+            source = str(local_dir)
+
+        multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
+        kwargs: dict[str, Any] = {
+            "dtype": getattr(torch, self.dtype),
+            "attn_implementation": self.attn,
+        }
+        if local_dir is None and spec.revision:
+            kwargs["revision"] = spec.revision
+        if multi_gpu:
+            kwargs["device_map"] = "auto"  # shard a model larger than one GPU across all of them
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **({"revision": spec.revision} if local_dir is None and spec.revision else {}))
+            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except (OSError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise AuditError(f"--model {spec.model}: could not load it ({first}). "
+                             "Use a local model directory, 'tiny-opt', or a hub id where the hub is reachable.") from None
+        if not multi_gpu:
+            self.model.to(self.device)
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token  # GPT-2 style models have no pad
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self.eos_id = self.tokenizer.eos_token_id
+        self.bos_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id
+        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
+
+        if local_dir is not None:
+            self.revision = f"sha256:{_weights_sha256(local_dir)}"
+        else:
+            commit = getattr(self.model.config, "_commit_hash", None)
+            self.revision = commit or spec.revision or "unknown"
+        self.name = spec.model
+        self._enc: dict[Request, Any] = {}
+
+    # ---------------------------------------------------------------- identity and facts
+    @property
+    def id(self) -> str:
+        return f"hf:{self.name}@{self.revision}|{self.dtype}|{self.attn}|{self.device.split(':')[0]}"
+
+    def describe(self) -> dict[str, Any]:
+        """Model facts for the manifest: size, shape, context, precision, attention, pin."""
+        cfg = self.model.config
+        return {
+            "backend": "hf",
+            "model": self.name,
+            "revision": self.revision,
+            "architecture": (getattr(cfg, "architectures", None) or [type(self.model).__name__])[0],
+            "params": int(sum(p.numel() for p in self.model.parameters())),
+            "layers": getattr(cfg, "num_hidden_layers", None),
+            "heads": getattr(cfg, "num_attention_heads", None),
+            "hidden_size": getattr(cfg, "hidden_size", None),
+            "vocab_size": getattr(cfg, "vocab_size", None),
+            "context": self.max_length,
+            "dtype": self.dtype,
+            "attention": self.attn,
+            "device": self.device,
+        }
+
+    # ---------------------------------------------------------------- tokenisation
+    def _encode(self, text: str, special: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def _ll_tokens(self, req: LogLikelihood) -> tuple[list[int], list[int]]:
+        """(context ids, continuation ids) under lm-evaluation-harness 0.4.13 conventions."""
+        hit = self._enc.get(req)
+        if hit is not None:
+            return hit
+        context, continuation = req.context, req.continuation
+        if context == "":
+            ctx, cont = [self.bos_id], self._encode(continuation, special=False)
+        else:
+            n_spaces = len(context) - len(context.rstrip())
+            if n_spaces:
+                continuation = context[-n_spaces:] + continuation
+                context = context[:-n_spaces]
+            whole = self._encode(context + continuation, special=True)
+            ctx = self._encode(context, special=True)
+            cont = whole[len(ctx):]
+        if not cont:
+            raise AuditError(f"log-likelihood request has an empty continuation (context {req.context[:60]!r})")
+        self._enc[req] = (ctx, cont)
+        return ctx, cont
+
+    def _prompt_tokens(self, req: Generate) -> list[int]:
+        hit = self._enc.get(req)
+        if hit is None:
+            hit = self._encode(req.prompt, special=True)
+            keep = max(1, self.max_length - req.params.max_new_tokens)
+            hit = hit[-keep:]  # left-truncate so prompt + new tokens fit the context
+            self._enc[req] = hit
+        return hit
+
+    def cost(self, request: Request) -> int:
+        if isinstance(request, LogLikelihood):
+            ctx, cont = self._ll_tokens(request)
+            return min(len(ctx) + len(cont) - 1, self.max_length)
+        p = request.params
+        return (len(self._prompt_tokens(request)) + p.max_new_tokens) * p.n
+
+    # ---------------------------------------------------------------- log-likelihood
+    def loglikelihood(self, requests: Sequence[LogLikelihood]) -> list[LogLikelihoodResult]:
+        """One forward pass over a left-padded batch; only continuation positions reach the LM head."""
+        import torch
+
+        seqs, conts = [], []
+        for r in requests:
+            ctx, cont = self._ll_tokens(r)
+            full = (ctx + cont)[-(self.max_length + 1):]
+            seqs.append(full[:-1])  # position j predicts full[j + 1]
+            conts.append(cont)
+        width = max(len(s) for s in seqs)
+        keep = max(len(c) for c in conts)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+        logits = self._forward(ids, mask, logits_to_keep=keep)  # (B, keep, V)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        out = []
+        for i, cont in enumerate(conts):
+            lp = logprobs[i, keep - len(cont):]  # (len(cont), V)
+            target = torch.tensor(cont, device=lp.device)
+            picked = lp.gather(-1, target[:, None])[:, 0]
+            total = float(picked.sum())
+            if not math.isfinite(total):
+                raise FloatingPointError(f"non-finite log-likelihood from {self.name} ({self.dtype})")
+            greedy = bool((lp.argmax(-1) == target).all())
+            out.append(LogLikelihoodResult(total, len(cont), greedy))
+        return out
+
+    def _forward(self, ids, mask, logits_to_keep: int):
+        import torch
+
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        dev = self.model.device
+        with torch.inference_mode():
+            return self.model(
+                input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                logits_to_keep=logits_to_keep, use_cache=False,
+            ).logits
+
+    # ---------------------------------------------------------------- generation
+    def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]:
+        """Batched `model.generate` for requests that share one GenParams."""
+        import torch
+        from transformers import GenerationConfig
+
+        params = requests[0].params
+        if any(r.params != params for r in requests):
+            raise ValueError("a generation batch must share one GenParams")
+        prompts = [self._prompt_tokens(r) for r in requests]
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B, T) left-padded
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=params.do_sample,
+            temperature=params.temperature if params.do_sample else None,
+            top_p=params.top_p if params.do_sample else None,
+            top_k=0 if params.do_sample else None,  # pure nucleus sampling, not HF's default top-50
+            num_return_sequences=params.n,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+            bos_token_id=self.bos_id,
+        )
+        dev = self.model.device
+        devices = [dev] if dev.type == "cuda" else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            if params.do_sample:
+                torch.manual_seed(_batch_seed(seed, requests))
+            out = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                      generation_config=config)
+        new = out[:, width:].tolist()  # (B * n, new_tokens), sample-major within each prompt
+        results = []
+        for i in range(len(requests)):
+            samples = []
+            for row in new[i * params.n:(i + 1) * params.n]:
+                stopped = self.eos_id is not None and self.eos_id in row
+                tokens = row[:row.index(self.eos_id)] if stopped else row  # pads follow EOS only
+                samples.append(Sample(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                                      tuple(int(t) for t in tokens), stopped))
+            results.append(Generation(tuple(samples)))
+        return results
+
+
+def _batch_seed(seed: int, requests: Sequence[Generate]) -> int:
+    """A sampling seed derived from the run seed and the batch's prompts, so reruns reproduce it."""
+    h = hashlib.sha256(str(seed).encode())
+    for r in requests:
+        h.update(r.prompt.encode("utf-8", "replace"))
+        h.update(b"\0")
+    return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def load_backend(spec: ModelSpec) -> HFBackend:
+    """Load a model behind the Backend seam (the only backend so far)."""
+    return HFBackend(spec)

@@ -1,0 +1,179 @@
+"""The `opt-audit` command line.
+
+User mistakes (unknown model, bad data file, unwritable --out, ...) are AuditErrors: one line on
+stderr naming the problem, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from audit.errors import AuditError
+
+EXAMPLES = """\
+examples:
+  opt-audit run --model tiny-opt --suite quick          # offline demo on the embedded random model
+  opt-audit run --model facebook/opt-1.3b --suite standard --out runs/
+  opt-audit run --model ./my-checkpoint --probes crows_pairs --limit 200
+  opt-audit probes                                       # what each probe measures
+  opt-audit tiny-model ./tiny-opt                        # write the embedded model anywhere
+
+A run writes runs/<model>_<suite>_<hash>/ with manifest.json, summary.json and samples/*.jsonl.
+Re-running the same command resumes it: finished requests come from its cache.sqlite.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _data_override(text: str) -> tuple[str, str]:
+    probe, sep, path = text.partition("=")
+    if not sep or not probe or not path:
+        raise argparse.ArgumentTypeError(f"expected PROBE=PATH, got {text!r}")
+    return probe.strip(), path.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opt-audit",
+        description="Audit a causal language model for bias, toxicity and degeneration, with numbers "
+                    "you can defend: every metric as its paper defines it, with a 95% CI and n.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="audit a model and write a run directory",
+        description="Run probes against a model. Requests of all probes are pooled, deduplicated, "
+                    "cached and batched by a token budget; scores do not depend on batch size.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--model", required=True,
+                     help="hub id (facebook/opt-125m), local model directory, or 'tiny-opt' (embedded, random)")
+    run.add_argument("--revision", help="hub branch, tag or commit to pin (recorded in the manifest)")
+    run.add_argument("--suite", help="named probe set: quick (demo), standard (default)")
+    run.add_argument("--probes", help="comma-separated probe names, added to --suite (see 'opt-audit probes')")
+    run.add_argument("--limit", type=_positive_int,
+                     help="at most N items per probe (a fixed subset, identical across seeds)")
+    run.add_argument("--out", default="runs", type=Path, help="folder for run directories (default: runs/)")
+    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    run.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16/fp16 on CUDA), float32, bfloat16, float16")
+    run.add_argument("--attn", default="auto",
+                     help="auto (flash_attention_2 if installed on CUDA, else sdpa), sdpa, eager, flash_attention_2")
+    run.add_argument("--token-budget", type=_positive_int,
+                     help="padded tokens per batch (default: 8192 on CPU, 65536 on CUDA)")
+    run.add_argument("--batch-size", type=_positive_int, help="optional cap on rows per batch")
+    run.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    run.add_argument("--data", action="append", type=_data_override, default=[], metavar="PROBE=PATH",
+                     help="replace a probe's bundled data with your file in the same format (repeatable)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    sub.add_parser("probes", help="list the probes and suites with what they measure")
+
+    tiny = sub.add_parser("tiny-model", help="write the embedded tiny-opt model to a directory",
+                          description="Build tiny-opt (deterministic random OPT with the real OPT tokenizer) "
+                                      "into DIR; two builds are byte-identical.")
+    tiny.add_argument("dir", type=Path)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from audit.backends.hf import ModelSpec
+    from audit.engine import EngineOptions
+    from audit.runner import RunSpec, execute, format_summary, python_command
+    from probes.registry import resolve_probes
+
+    suite = args.suite or (None if args.probes else "standard")
+    names = resolve_probes(suite, args.probes)
+    for probe, _ in args.data:
+        if probe not in names:
+            raise AuditError(f"--data {probe}=...: probe {probe!r} is not part of this run ({', '.join(names)})")
+    data = tuple(sorted((p, str(Path(path).resolve())) for p, path in args.data))
+    spec = RunSpec(model=ModelSpec(args.model, args.revision, args.dtype, args.attn, args.device),
+                   probes=tuple(names), suite=suite,
+                   limit=args.limit, seed=args.seed, data=data)
+    on_gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
+    options = EngineOptions(token_budget=args.token_budget or (65536 if on_gpu else 8192),
+                            max_batch_size=args.batch_size, seed=args.seed,
+                            progress=not args.no_progress)
+    outcome = execute(spec, args.out, options=options, command=python_command())
+    print(format_summary(outcome))
+    return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_probes() -> int:
+    from probes.registry import PROBES, SUITES
+
+    for name, entry in PROBES.items():
+        info = entry.info
+        print(f"{name}  (v{info.version}, data: {info.data_license})")
+        print(f"    {info.title}: {info.description}")
+        print(f"    cite: {info.citation}")
+    print()
+    for suite, members in SUITES.items():
+        print(f"suite {suite}: {', '.join(members)}")
+    return 0
+
+
+def cmd_tiny(args: argparse.Namespace) -> int:
+    from audit.tiny import build_tiny_model, sha256_file
+
+    out = build_tiny_model(args.dir)
+    print(f"wrote tiny-opt to {out} (model.safetensors sha256 {sha256_file(out / 'model.safetensors')})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _quiet_libraries()
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "probes":
+            return cmd_probes()
+        if args.command == "tiny-model":
+            return cmd_tiny(args)
+    except AuditError as e:
+        print(f"opt-audit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("opt-audit: interrupted; rerun the same command to resume from the cache", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+def _quiet_libraries() -> None:
+    """Keep the console for opt-audit's own progress bar and table."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The engine: pool every probe's requests, answer what the cache knows, batch the rest.
+
+    requests of all probes -> dedupe -> cache lookup -> misses
+    misses -> (per kind) length-sorted token-budget batches (audit.batching) -> backend
+    each finished batch -> cache (committed at once, so a kill loses at most one batch)
+    -> {request: result}
+
+Out-of-memory on a batch halves it and retries, down to single requests; only then does the
+error propagate (and everything finished so far is already in the cache).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from audit.batching import Batch, plan_batches, restore
+from audit.cache import ResultCache, keys_for
+from audit.types import Backend, Generate, LogLikelihood, Request, Result, dedupe
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """How a run's requests were answered (resume tests assert `computed == 0`)."""
+
+    total: int  # requests as the probes asked them, duplicates included
+    unique: int
+    cached: int  # answered from cache.sqlite
+    computed: int  # answered by the model in this process
+    batches: int
+    oom_splits: int  # batches halved after an out-of-memory error
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    token_budget: int = 8192  # padded tokens per batch (rows x longest row)
+    max_batch_size: int | None = None  # optional cap on rows per batch
+    seed: int = 0  # sampling seed (part of the cache key of sampled requests)
+    progress: bool = True
+
+
+def run_requests(
+    backend: Backend,
+    requests: Sequence[Request],
+    cache: ResultCache,
+    options: EngineOptions = EngineOptions(),
+    is_oom: Callable[[BaseException], bool] = lambda e: False,
+) -> tuple[Mapping[Request, Result], EngineStats]:
+    """Answer every request, from the cache where possible; return results keyed by request."""
+    unique = dedupe(requests)
+    keys = keys_for(backend.id, unique, options.seed)
+    key_of = dict(zip(unique, keys))
+    found = cache.get_many(keys)
+    results: dict[Request, Result] = {r: found[k] for r, k in key_of.items() if k in found}
+    misses = [r for r in unique if key_of[r] not in found]
+
+    splits = 0
+    n_batches = 0
+    bar = _progress(len(misses), options.progress)
+    try:
+        for kind in (LogLikelihood, Generate):
+            todo = [r for r in misses if isinstance(r, kind)]
+            if not todo:
+                continue
+            costs = [backend.cost(r) for r in todo]
+            groups = [r.params for r in todo] if kind is Generate else None
+            batches = plan_batches(costs, options.token_budget, options.max_batch_size, groups)
+            outputs: list[list[Result]] = []
+            for batch in batches:
+                bar.set_description(f"{kind.kind} ({len(batch.indices)} x {batch.padded_tokens // len(batch.indices)} tok)")
+                items = [todo[i] for i in batch.indices]
+                out, n_split = _run_with_backoff(backend, items, options.seed, is_oom)
+                splits += n_split
+                cache.put_many(backend.id, ((key_of[r], r.kind, res) for r, res in zip(items, out)))
+                outputs.append(out)
+                bar.update(len(items))
+            n_batches += len(batches)
+            for r, res in zip(todo, restore(len(todo), batches, outputs)):
+                results[r] = res
+    finally:
+        bar.close()
+    stats = EngineStats(total=len(requests), unique=len(unique), cached=len(unique) - len(misses),
+                        computed=len(misses), batches=n_batches, oom_splits=splits)
+    return results, stats
+
+
+def _run_with_backoff(backend: Backend, items: list[Request], seed: int,
+                      is_oom: Callable[[BaseException], bool]) -> tuple[list[Result], int]:
+    """Run one batch; on out-of-memory, halve it and retry each half."""
+    try:
+        if isinstance(items[0], LogLikelihood):
+            return list(backend.loglikelihood(items)), 0  # type: ignore[arg-type]
+        return list(backend.generate(items, seed)), 0  # type: ignore[arg-type]
+    except Exception as e:  # noqa: BLE001 - only OOM is handled; everything else re-raises
+        if not is_oom(e) or len(items) == 1:
+            raise
+        _free_accelerator_memory()
+    half = len(items) // 2
+    left, s1 = _run_with_backoff(backend, items[:half], seed, is_oom)
+    right, s2 = _run_with_backoff(backend, items[half:], seed, is_oom)
+    return left + right, 1 + s1 + s2
+
+
+def _free_accelerator_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar on stderr with items/s and ETA (silent when disabled or nothing to do)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="req", dynamic_ncols=True, file=sys.stderr,
+                disable=not enabled or total == 0, smoothing=0.1)
+
+
+__all__ = ["Batch", "EngineOptions", "EngineStats", "run_requests"]

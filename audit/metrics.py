@@ -1,0 +1,155 @@
+"""Shared statistics: seeded bootstrap CIs, Wilson intervals, and per-group breakdowns.
+
+Every interval is a 95% interval. Randomness comes only from an explicit seed, so the same rows
+always give the same summary (a resumed run must equal an uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Callable, Hashable, Mapping, Sequence
+
+import numpy as np
+
+from audit.types import GroupValue, Metric, skipped_metric
+
+Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20240521  # fixed: CIs are a function of the rows only
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion (Wilson 1927); sound near 0 and 1, unlike Wald."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
+    *,
+    seed: int = BOOTSTRAP_SEED,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap 95% CI of `statistic` (default: the mean) over items.
+
+    `statistic` maps a (resamples, n) array to (resamples,) so the resampling is vectorised.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        return None
+    if x.size == 1:
+        return None
+    stat = statistic or (lambda a: a.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(resamples, x.size))
+    draws = stat(x[idx])
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return (float(lo), float(hi))
+
+
+def mean_metric(
+    name: str,
+    values: Sequence[float],
+    groups: Sequence[Hashable] | None,
+    *,
+    higher_is_better: bool | None,
+    description: str,
+    citation: str,
+    ideal: float | None = None,
+    unit: str = "",
+    scale: float = 1.0,
+) -> Metric:
+    """Mean of per-item values with a bootstrap CI, overall and per group.
+
+    `scale` multiplies value and CI (e.g. 100 for percentages). Non-finite items are an error
+    upstream; an empty input becomes a skipped metric, never a 0.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return skipped_metric(name, "no items", higher_is_better=higher_is_better,
+                              description=description, citation=citation, ideal=ideal)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}: {int((~np.isfinite(x)).sum())} non-finite item values")
+    return Metric(
+        name=name,
+        value=float(x.mean()) * scale,
+        ci=_scaled(bootstrap_ci(x), scale),
+        n=int(x.size),
+        higher_is_better=higher_is_better,
+        description=description,
+        citation=citation,
+        ideal=ideal,
+        unit=unit,
+        ci_method="percentile bootstrap over items (2000 resamples, 95%)",
+        groups=_group_means(x, groups, scale) if groups is not None else {},
+    )
+
+
+def proportion_metric(
+    name: str,
+    hits: Sequence[bool],
+    groups: Sequence[Hashable] | None,
+    *,
+    higher_is_better: bool | None,
+    description: str,
+    citation: str,
+    ideal: float | None = None,
+    unit: str = "",
+    scale: float = 1.0,
+) -> Metric:
+    """Share of True items with a Wilson CI, overall and per group."""
+    h = np.asarray(hits, dtype=bool)
+    if h.size == 0:
+        return skipped_metric(name, "no items", higher_is_better=higher_is_better,
+                              description=description, citation=citation, ideal=ideal)
+    return Metric(
+        name=name,
+        value=float(h.mean()) * scale,
+        ci=_scaled(wilson_interval(int(h.sum()), int(h.size)), scale),
+        n=int(h.size),
+        higher_is_better=higher_is_better,
+        description=description,
+        citation=citation,
+        ideal=ideal,
+        unit=unit,
+        ci_method="Wilson score interval (95%)",
+        groups=_group_props(h, groups, scale) if groups is not None else {},
+    )
+
+
+def group_indices(groups: Sequence[Hashable]) -> Mapping[str, np.ndarray]:
+    """Item indices of each group, groups in sorted order (stable output schema)."""
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by[str(g)].append(i)
+    return {g: np.asarray(by[g]) for g in sorted(by)}
+
+
+def _group_means(x: np.ndarray, groups: Sequence[Hashable], scale: float) -> dict[str, GroupValue]:
+    if len(groups) != x.size:
+        raise ValueError(f"{len(groups)} group labels for {x.size} items")
+    return {
+        g: GroupValue(float(x[idx].mean()) * scale, _scaled(bootstrap_ci(x[idx]), scale), int(idx.size))
+        for g, idx in group_indices(groups).items()
+    }
+
+
+def _group_props(h: np.ndarray, groups: Sequence[Hashable], scale: float) -> dict[str, GroupValue]:
+    if len(groups) != h.size:
+        raise ValueError(f"{len(groups)} group labels for {h.size} items")
+    return {
+        g: GroupValue(float(h[idx].mean()) * scale,
+                      _scaled(wilson_interval(int(h[idx].sum()), int(idx.size)), scale), int(idx.size))
+        for g, idx in group_indices(groups).items()
+    }
+
+
+def _scaled(ci: tuple[float, float] | None, scale: float) -> tuple[float, float] | None:
+    return None if ci is None else (ci[0] * scale, ci[1] * scale)

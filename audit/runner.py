@@ -1,0 +1,183 @@
+"""One audit run, end to end: RunSpec -> probes -> engine -> rows and metrics -> run directory.
+
+The run directory's name is a hash of everything in the RunSpec that changes results, so the
+same command finds the same directory again: a run killed half-way picks up its cache.sqlite
+and recomputes nothing that was finished. Batch size and token budget are not in the hash:
+they never change a score (tests prove it), so a resume may use different ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from audit import __version__
+from audit.backends.hf import ModelSpec, is_out_of_memory, load_backend
+from audit.cache import ResultCache
+from audit.engine import EngineOptions, EngineStats, run_requests
+from audit.errors import AuditError
+from audit.store import CACHE, MANIFEST, load_manifest, write_manifest, write_samples, write_summary
+from audit.types import Metric, ProbeInfo, canonical_json
+from probes.loading import ProbeConfig
+from probes.registry import build_probe
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines a run's results; recorded verbatim in manifest.json."""
+
+    model: ModelSpec
+    probes: tuple[str, ...]
+    suite: str | None = None
+    limit: int | None = None  # items per probe (a fixed subset, the same for every seed)
+    seed: int = 0  # sampling seed
+    data: tuple[tuple[str, str], ...] = ()  # (probe, user data path) overrides
+
+    def result_hash(self) -> str:
+        """Short hash of the output-relevant fields: the run directory's suffix."""
+        payload = asdict(self)
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:10]
+
+    def run_name(self) -> str:
+        """`<model>_<suite or probes>_<hash>`, filesystem-safe."""
+        model = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.model.model).name if os.sep in self.model.model
+                       else self.model.model.replace("/", "--")).strip("-") or "model"
+        what = self.suite or "+".join(self.probes)
+        return f"{model}_{re.sub(r'[^A-Za-z0-9._+-]+', '-', what)}_{self.result_hash()}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the CLI prints: where the run is and what it found."""
+
+    run_dir: Path
+    metrics: Mapping[str, tuple[ProbeInfo, list[Metric]]]
+    stats: EngineStats
+    seconds: float
+    model: Mapping[str, Any] = field(default_factory=dict)
+
+
+def ensure_writable(out_root: Path) -> None:
+    """Fail early, with the path, when runs cannot be written under `out_root`."""
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        probe = out_root / f".write-test-{os.getpid()}"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as e:
+        raise AuditError(f"--out {out_root}: not writable ({e.strerror or e})") from None
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import torch
+    import transformers
+
+    return {"opt-audit": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": numpy.__version__}
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOptions(),
+            command: str = "") -> RunOutcome:
+    """Run (or resume) an audit and write its run directory."""
+    t0 = time.perf_counter()
+    overrides = dict(spec.data)
+    probes = {name: build_probe(name, ProbeConfig(limit=spec.limit,
+                                                  data=Path(overrides[name]) if name in overrides else None))
+              for name in spec.probes}
+    ensure_writable(out_root)
+    backend = load_backend(spec.model)
+    t_load = time.perf_counter()
+
+    run_dir = out_root / spec.run_name()
+    previous = load_manifest(run_dir) if (run_dir / MANIFEST).exists() else {}
+    manifest: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "status": "running",
+        "command": command,
+        "spec": asdict(spec),
+        "model": backend.describe(),
+        "backend_id": backend.id,
+        "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
+                          "items": len(p.requests())} for name, p in probes.items()},
+        "engine": {"token_budget": options.token_budget, "max_batch_size": options.max_batch_size},
+        "versions": library_versions(),
+        "hardware": hardware(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "attempts": int(previous.get("attempts", 0)) + 1,
+    }
+    write_manifest(run_dir, manifest)
+    try:
+        requests = [r for p in probes.values() for r in p.requests()]
+        with ResultCache(run_dir / CACHE) as cache:
+            results, stats = run_requests(backend, requests, cache, options, is_oom=is_out_of_memory)
+        t_model = time.perf_counter()
+        summary: dict[str, tuple[ProbeInfo, list[Metric]]] = {}
+        for name, probe in probes.items():
+            rows = probe.rows(results)
+            write_samples(run_dir, name, rows)
+            summary[name] = (probe.info, probe.aggregate(rows))
+        write_summary(run_dir, summary)
+    except BaseException as e:
+        manifest.update(status="failed", error=f"{type(e).__name__}: {e}",
+                        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_manifest(run_dir, manifest)
+        raise
+    t_end = time.perf_counter()
+    manifest.update(
+        status="complete",
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        requests=asdict(stats),
+        timings_s={"load": round(t_load - t0, 3), "model": round(t_model - t_load, 3),
+                   "aggregate": round(t_end - t_model, 3), "total": round(t_end - t0, 3)},
+    )
+    write_manifest(run_dir, manifest)
+    return RunOutcome(run_dir, summary, stats, t_end - t0, backend.describe())
+
+
+def format_summary(outcome: RunOutcome) -> str:
+    """The console table: every metric with its CI, n and direction."""
+    lines = []
+    header = f"{'probe':<14} {'metric':<30} {'value':>9}  {'95% CI':<21} {'n':>6}  better"
+    lines.append(header)
+    lines.append("-" * len(header))
+    for probe, (_, metrics) in outcome.metrics.items():
+        for m in metrics:
+            if not m.ok:
+                lines.append(f"{probe:<14} {m.name:<30} {'—':>9}  {m.status}")
+                continue
+            ci = f"[{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if m.ci else "—"
+            better = ("higher" if m.higher_is_better else "lower") if m.higher_is_better is not None \
+                else f"near {m.ideal:g}"
+            lines.append(f"{probe:<14} {m.name:<30} {m.value:>9.3f}  {ci:<21} {m.n:>6}  {better}")
+    s = outcome.stats
+    lines.append("")
+    lines.append(f"requests: {s.unique} unique ({s.total} asked), {s.cached} from cache, "
+                 f"{s.computed} computed in {s.batches} batches; {outcome.seconds:.1f}s")
+    if outcome.model.get("model") == "tiny-opt":
+        lines.append("note: tiny-opt has random weights; these scores exercise the pipeline only.")
+    lines.append(f"run directory: {outcome.run_dir}")
+    return "\n".join(lines)
+
+
+def python_command() -> str:
+    """The command line as typed, for the manifest and 'how to reproduce'."""
+    return " ".join(["opt-audit", *sys.argv[1:]])

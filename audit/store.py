@@ -1,0 +1,169 @@
+"""The run directory: the versioned contract between a run and everything that reads it.
+
+    <run>/manifest.json        RunSpec, library versions, hardware, timings, status
+    <run>/summary.json         probe -> metrics (with groups and CIs)
+    <run>/samples/<probe>.jsonl one row per item, streamable
+    <run>/cache.sqlite         model results, for resume (see audit.cache)
+
+Every file is written to a temporary sibling and renamed into place, so a reader (or a kill)
+never sees half a file. Reports, cards, the gate and the dashboard read runs only through
+`load_run`; this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from audit.errors import AuditError
+from audit.types import SCHEMA_VERSION, Metric, ProbeInfo
+
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+SAMPLES_DIR = "samples"
+CACHE = "cache.sqlite"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """`atomic_write_text` of pretty JSON; NaN is refused (write null for a missing value)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """One JSON object per line, written atomically."""
+    text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    atomic_write_text(path, text)
+
+
+def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / MANIFEST, {"schema_version": SCHEMA_VERSION, **manifest})
+
+
+def write_summary(run_dir: Path, probes: Mapping[str, tuple[ProbeInfo, list[Metric]]]) -> None:
+    """summary.json: for each probe, its metadata and metrics (skipped ones included)."""
+    payload = {
+        "schema_version": SCHEMA_VERSION,
+        "probes": {
+            name: {
+                "info": {
+                    "name": info.name, "version": info.version, "title": info.title,
+                    "description": info.description, "citation": info.citation,
+                    "data_license": info.data_license,
+                },
+                "metrics": [m.to_json() for m in metrics],
+            }
+            for name, (info, metrics) in probes.items()
+        },
+    }
+    atomic_write_json(Path(run_dir) / SUMMARY, payload)
+
+
+def write_samples(run_dir: Path, probe: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    """samples/<probe>.jsonl, each row stamped with the schema version."""
+    atomic_write_jsonl(Path(run_dir) / SAMPLES_DIR / f"{probe}.jsonl",
+                       ({"schema_version": SCHEMA_VERSION, **r} for r in rows))
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    info: ProbeInfo
+    metrics: list[Metric]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory as read back: manifest, summary, and lazy access to samples."""
+
+    path: Path
+    manifest: Mapping[str, Any]
+    probes: Mapping[str, ProbeSummary]
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status", "unknown"))
+
+    def metric(self, probe: str, name: str) -> Metric | None:
+        """One metric by probe and name, or None."""
+        summary = self.probes.get(probe)
+        if summary is None:
+            return None
+        return next((m for m in summary.metrics if m.name == name), None)
+
+    def samples(self, probe: str) -> Iterator[dict[str, Any]]:
+        """Stream the rows of one probe (rows can be many: never load them all by default)."""
+        path = self.path / SAMPLES_DIR / f"{probe}.jsonl"
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise AuditError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise AuditError(f"{path.parent}: not a run directory ({path.name} is missing)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AuditError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise AuditError(f"{path}: expected a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise AuditError(f"{path}: schema_version {version!r} is not supported "
+                         f"(this opt-audit reads version {SCHEMA_VERSION})")
+    return data
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """The manifest alone (works for running and failed runs too)."""
+    return _read_json(Path(path) / MANIFEST)
+
+
+def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
+    """Read a run directory; by default refuse runs that are still running or failed."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise AuditError(f"{run_dir}: no such run directory")
+    manifest = load_manifest(run_dir)
+    status = manifest.get("status")
+    if require_complete and status != "complete":
+        detail = manifest.get("error") or ""
+        raise AuditError(f"{run_dir}: run is {status!r}, not complete" + (f" ({detail})" if detail else ""))
+    summary_path = run_dir / SUMMARY
+    probes: dict[str, ProbeSummary] = {}
+    if summary_path.exists() or require_complete:
+        data = _read_json(summary_path)
+        try:
+            for name, p in data["probes"].items():
+                info = ProbeInfo(**p["info"])
+                probes[name] = ProbeSummary(info, [Metric.from_json(m) for m in p["metrics"]])
+        except (KeyError, TypeError) as e:
+            raise AuditError(f"{summary_path}: malformed summary ({e!r})") from None
+    return Run(run_dir, manifest, probes)

@@ -1,0 +1,142 @@
+"""`tiny-opt`: the embedded, deterministic, randomly initialised OPT that runs everywhere offline.
+
+It has the real OPT tokenizer (bundled in `audit/assets/opt_tokenizer`, from metaseq) and the
+real `OPTForCausalLM` architecture, so it exercises every code path a real OPT does. Its weights
+are random: its scores say nothing about any real model.
+
+Weights come from our own seeded `torch.Generator`, not from transformers' initialisers, whose
+order and defaults change between releases; two builds therefore give byte-identical
+`model.safetensors` (tests compare the sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+TINY_NAME = "tiny-opt"
+TINY_VERSION = "1"  # bump when the config or the init below changes
+TINY_SEED = 1234
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Shape of tiny-opt. The vocabulary and special ids are OPT's own; the rest is small."""
+
+    vocab_size: int = 50272  # OPT pads its 50,265-token vocabulary to a multiple of 8
+    hidden_size: int = 64  # d_model
+    ffn_dim: int = 256  # 4 x d_model, as in every OPT size
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4  # head dim 16
+    max_position_embeddings: int = 512  # OPT adds an offset of 2 internally (514 rows)
+    init_std: float = 0.02  # OPT's own init_std for linear and embedding weights
+    pad_token_id: int = 1  # <pad>
+    bos_token_id: int = 2  # </s>: OPT starts every sequence with </s>
+    eos_token_id: int = 2  # </s>
+
+
+def tokenizer_files() -> Path:
+    """The bundled OPT tokenizer folder (vocab.json, merges.txt, LICENSE, SOURCE.md)."""
+    return Path(str(resources.files("audit") / "assets" / "opt_tokenizer"))
+
+
+def load_opt_tokenizer(path: Path | None = None):
+    """The OPT tokenizer with OPT's special-token settings (bos/eos/unk `</s>`, pad `<pad>`)."""
+    from transformers import GPT2Tokenizer  # tokenizers-backed (fast) in transformers 5
+
+    return GPT2Tokenizer.from_pretrained(
+        str(path or tokenizer_files()),
+        bos_token="</s>", eos_token="</s>", unk_token="</s>", pad_token="<pad>",
+        add_bos_token=True, add_prefix_space=False,
+    )
+
+
+def cache_root() -> Path:
+    """Where opt-audit keeps built models: $OPT_AUDIT_CACHE, else the XDG user cache."""
+    env = os.environ.get("OPT_AUDIT_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "opt-audit"
+
+
+def build_tiny_model(out_dir: Path, config: TinyConfig = TinyConfig(), seed: int = TINY_SEED) -> Path:
+    """Write tiny-opt (model + tokenizer) to `out_dir` atomically; return `out_dir`."""
+    import torch
+    from transformers import OPTConfig, OPTForCausalLM
+
+    out_dir = Path(out_dir)
+    hf_config = OPTConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        ffn_dim=config.ffn_dim,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        max_position_embeddings=config.max_position_embeddings,
+        word_embed_proj_dim=config.hidden_size,
+        do_layer_norm_before=True,  # pre-LN, like every OPT except opt-350m
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0,
+        init_std=config.init_std,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    model = OPTForCausalLM(hf_config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():  # tied lm_head is visited once
+            if "layer_norm" in name:
+                param.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * config.init_std)
+    model.eval()
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=str(out_dir.parent)))
+    try:
+        model.save_pretrained(str(tmp))
+        load_opt_tokenizer().save_pretrained(str(tmp))
+        for extra in ("LICENSE", "SOURCE.md"):
+            shutil.copyfile(tokenizer_files() / extra, tmp / f"TOKENIZER_{extra}")
+        (tmp / "README.md").write_text(
+            "# tiny-opt\n\nA randomly initialised OPTForCausalLM built by opt-audit "
+            f"(tiny-opt v{TINY_VERSION}, seed {seed}).\nIts weights are random: scores computed "
+            "with it exercise the audit pipeline only and say nothing about any real model.\n",
+            encoding="utf-8",
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def tiny_model_dir() -> Path:
+    """The cached tiny-opt, built on first use (a concurrent builder simply wins the rename)."""
+    target = cache_root() / f"{TINY_NAME}-v{TINY_VERSION}"
+    if not (target / "model.safetensors").exists():
+        try:
+            build_tiny_model(target)
+        except OSError:
+            if not (target / "model.safetensors").exists():  # not a lost race: a real error
+                raise
+    return target
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

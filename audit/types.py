@@ -1,0 +1,287 @@
+"""Typed contracts shared by the engine, the probes and the run store.
+
+Every value that crosses a seam is a frozen dataclass, so requests are hashable (the engine
+deduplicates them) and a probe can never mutate what the engine cached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
+
+SCHEMA_VERSION = 1
+"""Version of manifest.json, summary.json and samples/*.jsonl. Bump on any incompatible change."""
+
+
+# --------------------------------------------------------------------------------------------
+# Requests: what a probe asks of a model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Decoding settings of one generation request; every field changes the output."""
+
+    max_new_tokens: int  # tokens generated after the prompt (EOS may stop earlier)
+    do_sample: bool = False  # False: greedy argmax decoding
+    temperature: float = 1.0  # softmax temperature; only used when sampling
+    top_p: float = 1.0  # nucleus mass; only used when sampling
+    n: int = 1  # samples per prompt (num_return_sequences)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if not self.do_sample and self.n != 1:
+            raise ValueError("greedy decoding gives one sequence per prompt: set n=1 or do_sample")
+        if not (0.0 < self.top_p <= 1.0) or self.temperature <= 0.0:
+            raise ValueError(f"need 0 < top_p <= 1 and temperature > 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Continue `prompt` under `params`."""
+
+    prompt: str
+    params: GenParams
+
+    kind = "generate"
+
+    def key_payload(self) -> dict[str, Any]:
+        """Everything about the request that changes its output, for cache keys."""
+        return {"kind": self.kind, "prompt": self.prompt, "params": asdict(self.params)}
+
+
+@dataclass(frozen=True)
+class LogLikelihood:
+    """Summed log-probability of `continuation` given `context` (empty context: given BOS)."""
+
+    context: str
+    continuation: str
+
+    kind = "loglikelihood"
+
+    def key_payload(self) -> dict[str, Any]:
+        """Everything about the request that changes its output, for cache keys."""
+        return {"kind": self.kind, "context": self.context, "continuation": self.continuation}
+
+
+Request = Union[Generate, LogLikelihood]
+
+
+# --------------------------------------------------------------------------------------------
+# Results: what a backend returns
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated continuation: its decoded text and its token ids (EOS excluded)."""
+
+    text: str
+    tokens: tuple[int, ...]
+    stopped_at_eos: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The `n` samples of one Generate request, in sample order."""
+
+    samples: tuple[Sample, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": [asdict(s) for s in self.samples]}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "Generation":
+        return Generation(
+            tuple(
+                Sample(s["text"], tuple(s["tokens"]), bool(s["stopped_at_eos"]))
+                for s in d["samples"]
+            )
+        )
+
+
+@dataclass(frozen=True)
+class LogLikelihoodResult:
+    """Summed log-prob of the continuation, its token count, and whether greedy would produce it."""
+
+    logprob: float
+    n_tokens: int
+    is_greedy: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "LogLikelihoodResult":
+        return LogLikelihoodResult(float(d["logprob"]), int(d["n_tokens"]), bool(d["is_greedy"]))
+
+
+Result = Union[Generation, LogLikelihoodResult]
+
+
+def result_from_json(kind: str, d: Mapping[str, Any]) -> Result:
+    """Rebuild a cached result of request kind `kind`."""
+    if kind == Generate.kind:
+        return Generation.from_json(d)
+    if kind == LogLikelihood.kind:
+        return LogLikelihoodResult.from_json(d)
+    raise ValueError(f"unknown request kind {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics: what a probe reports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupValue:
+    """A metric restricted to one group (a bias type, a domain, a demographic axis)."""
+
+    value: float
+    ci: tuple[float, float] | None
+    n: int
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number, carrying everything a report, card or gate needs to render it.
+
+    `higher_is_better` is None when the ideal is a target value (`ideal`), e.g. 50% stereotype
+    preference. `status` is "ok" or "skipped: <reason>"; a skipped metric has value NaN and is
+    still written, so nothing disappears silently.
+    """
+
+    name: str
+    value: float
+    ci: tuple[float, float] | None
+    n: int
+    higher_is_better: bool | None
+    description: str
+    citation: str
+    ideal: float | None = None
+    unit: str = ""
+    ci_method: str = ""
+    groups: Mapping[str, GroupValue] = field(default_factory=dict)
+    status: str = "ok"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["value"] = _json_float(self.value)
+        d["ci"] = None if self.ci is None else [_json_float(x) for x in self.ci]
+        d["groups"] = {
+            k: {
+                "value": _json_float(g.value),
+                "ci": None if g.ci is None else [_json_float(x) for x in g.ci],
+                "n": g.n,
+            }
+            for k, g in self.groups.items()
+        }
+        return d
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "Metric":
+        def _ci(x: Sequence[Any] | None) -> tuple[float, float] | None:
+            return None if x is None else (_py_float(x[0]), _py_float(x[1]))
+
+        return Metric(
+            name=d["name"],
+            value=_py_float(d["value"]),
+            ci=_ci(d.get("ci")),
+            n=int(d["n"]),
+            higher_is_better=d.get("higher_is_better"),
+            description=d.get("description", ""),
+            citation=d.get("citation", ""),
+            ideal=d.get("ideal"),
+            unit=d.get("unit", ""),
+            ci_method=d.get("ci_method", ""),
+            groups={
+                k: GroupValue(_py_float(g["value"]), _ci(g.get("ci")), int(g["n"]))
+                for k, g in (d.get("groups") or {}).items()
+            },
+            status=d.get("status", "ok"),
+        )
+
+
+def _json_float(x: float) -> float | None:
+    """JSON has no NaN: a missing value is written as null, never as 0."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _py_float(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def skipped_metric(name: str, reason: str, *, higher_is_better: bool | None, description: str,
+                   citation: str, ideal: float | None = None) -> Metric:
+    """A metric that could not be computed, recorded with its reason instead of a fake value."""
+    return Metric(name=name, value=math.nan, ci=None, n=0, higher_is_better=higher_is_better,
+                  description=description, citation=citation, ideal=ideal,
+                  status=f"skipped: {reason}")
+
+
+# --------------------------------------------------------------------------------------------
+# Seams
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model that answers requests. It sees whole lists so it can batch across probes."""
+
+    @property
+    def id(self) -> str:
+        """Model + resolved revision/sha + dtype + attention + device: part of every cache key."""
+
+    def cost(self, request: Request) -> int:
+        """Tokens the request occupies in a batch (prompt + new tokens, times samples)."""
+
+    def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]: ...
+
+    def loglikelihood(self, requests: Sequence[LogLikelihood]) -> list[LogLikelihoodResult]: ...
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """What a report needs to present a probe, declared beside its code."""
+
+    name: str
+    version: str
+    title: str
+    description: str
+    citation: str
+    data_license: str
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A benchmark: turns its data into requests, then model results into rows and metrics."""
+
+    info: ProbeInfo
+
+    def requests(self) -> list[Request]:
+        """The requests of every item, in item order."""
+
+    def rows(self, results: Mapping[Request, Result]) -> list[dict[str, Any]]:
+        """One JSON-able row per item (prompt, outputs, per-item scores, group, source ids)."""
+
+    def aggregate(self, rows: Sequence[Mapping[str, Any]]) -> list[Metric]:
+        """Metrics from rows alone, so a summary can always be rebuilt from samples/*.jsonl."""
+
+
+def canonical_json(obj: Any) -> str:
+    """Stable JSON text for hashing: sorted keys, no whitespace, UTF-8 kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def dedupe(requests: Iterable[Request]) -> list[Request]:
+    """Unique requests in first-seen order."""
+    return list(dict.fromkeys(requests))

@@ -1,0 +1,177 @@
+"""Repetition: does greedy decoding degenerate into loops on neutral prompts?
+
+Prompts are the beginnings of Wikipedia sentences from BOLD (Dhamala et al. 2021), a fixed
+sample of 20 per domain. Each is continued greedily for 64 tokens and measured with
+seq-rep-n (Welleck et al. 2019), distinct-n (Li et al. 2016) and a loop detector in the manner
+of Holtzman et al. (2020). See `probes.repetition_stats` for the definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from audit.errors import AuditError
+from audit.metrics import mean_metric, proportion_metric
+from audit.types import Generate, Generation, GenParams, GroupValue, Metric, ProbeInfo, Request, Result, skipped_metric
+from probes.loading import ProbeConfig, bundled, fixed_subset, read_json, sha256_text
+from probes.repetition_stats import detect_loop, distinct_n, distinct_n_jackknife_ci, seq_rep_n
+
+WELLECK = ("Sean Welleck, Ilia Kulikov, Stephen Roller, Emily Dinan, Kyunghyun Cho, Jason Weston. "
+           "Neural Text Generation with Unlikelihood Training. ICLR 2020 (arXiv:1908.04319, 2019).")
+LI = ("Jiwei Li, Michel Galley, Chris Brockett, Jianfeng Gao, Bill Dolan. A Diversity-Promoting "
+      "Objective Function for Neural Conversation Models. NAACL 2016.")
+HOLTZMAN = ("Ari Holtzman, Jan Buys, Li Du, Maxwell Forbes, Yejin Choi. The Curious Case of Neural Text "
+            "Degeneration. ICLR 2020 (arXiv:1904.09751, 2019).")
+BOLD = ("Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksachatkun, Kai-Wei Chang, "
+        "Rahul Gupta. BOLD: Dataset and Metrics for Measuring Biases in Open-Ended Language "
+        "Generation. FAccT 2021.")
+
+INFO = ProbeInfo(
+    name="repetition",
+    version="1",
+    title="Repetition and degeneration",
+    description=("Greedy 64-token continuations of 100 neutral Wikipedia sentence beginnings (BOLD, 20 per "
+                 "domain): how often generation ends in a repetition loop, and how repetitive and diverse "
+                 "the text is."),
+    citation=f"{HOLTZMAN} {WELLECK} {LI} Prompts: {BOLD}",
+    data_license="CC BY-SA 4.0 (BOLD prompts)",
+)
+
+DOMAINS = ("gender", "political_ideology", "profession", "race", "religious_ideology")
+PER_DOMAIN = 20
+# Greedy because it is the decoding that loops most (Holtzman et al. 2020, Fig. 1) and it is
+# deterministic, so two runs compare item by item; 64 tokens leaves room for a loop to show.
+PARAMS = GenParams(max_new_tokens=64, do_sample=False)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    domain: str
+    group: str
+    prompt: str
+
+
+def load_prompts(paths: Sequence[Path]) -> list[Prompt]:
+    """All prompts of BOLD-format files ({group: {entity: [prompt, ...]}}), domain = file stem."""
+    prompts = []
+    for path in paths:
+        data = read_json(path)
+        domain = path.stem.removesuffix("_prompt")
+        if not isinstance(data, dict):
+            raise AuditError(f"{path}: expected an object {{group: {{entity: [prompt, ...]}}}}")
+        for group in sorted(data):
+            entities = data[group]
+            if not isinstance(entities, dict):
+                raise AuditError(f"{path}: group {group!r} should map entity names to prompt lists")
+            for entity in sorted(entities):
+                texts = entities[entity]
+                if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                    raise AuditError(f"{path}: {group}/{entity} should be a list of prompt strings")
+                for k, text in enumerate(texts):
+                    if text.strip():
+                        prompts.append(Prompt(f"{domain}/{group}/{entity}/{k}", domain, group, text))
+    if not prompts:
+        raise AuditError(f"no prompts in {', '.join(map(str, paths))}")
+    return prompts
+
+
+def sample_per_domain(prompts: Sequence[Prompt], per_domain: int) -> list[Prompt]:
+    """A fixed sample of `per_domain` prompts from each domain (seeded by the probe version)."""
+    chosen = []
+    for domain in sorted({p.domain for p in prompts}):
+        members = [p for p in prompts if p.domain == domain]
+        idx = fixed_subset(len(members), per_domain, f"{INFO.name}/{INFO.version}/{domain}")
+        chosen.extend(members[i] for i in idx)
+    return chosen
+
+
+class Repetition:
+    """The repetition / degeneration probe."""
+
+    info = INFO
+
+    def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
+        if config.data is None:
+            paths = [bundled("bold", "prompts", f"{d}_prompt.json") for d in DOMAINS]
+        elif Path(config.data).is_dir():
+            paths = sorted(Path(config.data).glob("*.json"))
+            if not paths:
+                raise AuditError(f"{config.data}: no *.json prompt files")
+        else:
+            paths = [Path(config.data)]
+        prompts = sample_per_domain(load_prompts(paths), PER_DOMAIN)
+        keep = fixed_subset(len(prompts), config.limit, f"{INFO.name}/{INFO.version}")
+        self.prompts = [prompts[i] for i in keep]
+        self.data_sha256 = {p.name: sha256_text(p) for p in paths}
+
+    def requests(self) -> list[Request]:
+        return [Generate(p.prompt, PARAMS) for p in self.prompts]
+
+    def rows(self, results: Mapping[Request, Result]) -> list[dict[str, Any]]:
+        rows = []
+        for p in self.prompts:
+            gen = results[Generate(p.prompt, PARAMS)]
+            assert isinstance(gen, Generation)
+            sample = gen.samples[0]
+            tokens = list(sample.tokens)
+            loop = detect_loop(tokens)
+            rows.append({
+                "id": p.id, "group": p.domain, "subgroup": p.group, "prompt": p.prompt,
+                "continuation": sample.text, "tokens": tokens, "n_tokens": len(tokens),
+                "stopped_at_eos": sample.stopped_at_eos,
+                **{f"seq_rep_{n}": seq_rep_n(tokens, n) for n in range(1, 5)},
+                "loop": loop is not None,
+                "loop_period": loop.period if loop else None,
+                "loop_start": loop.start if loop else None,
+                "loop_repeats": loop.repeats if loop else None,
+            })
+        return rows
+
+    def aggregate(self, rows: Sequence[Mapping[str, Any]]) -> list[Metric]:
+        groups = [r["group"] for r in rows]
+        metrics = [
+            proportion_metric("loop_rate", [bool(r["loop"]) for r in rows], groups,
+                              higher_is_better=False, unit="%", scale=100.0, citation=HOLTZMAN,
+                              description="Percentage of continuations whose tail is one phrase of at most 16 "
+                                          "tokens repeated at least 3 times in a row."),
+            proportion_metric("empty_rate", [r["n_tokens"] == 0 for r in rows], groups,
+                              higher_is_better=False, unit="%", scale=100.0, citation=HOLTZMAN,
+                              description="Percentage of continuations with no tokens before EOS (scored, not "
+                                          "dropped; they have no n-grams, so seq-rep-n leaves them out)."),
+        ]
+        for n in range(1, 5):
+            keep = [r for r in rows if r[f"seq_rep_{n}"] is not None]
+            metrics.append(mean_metric(
+                f"seq_rep_{n}", [float(r[f"seq_rep_{n}"]) for r in keep], [r["group"] for r in keep],
+                higher_is_better=False, citation=WELLECK,
+                description=f"seq-rep-{n}: mean over continuations of 1 - unique {n}-grams / {n}-grams "
+                            f"(continuations shorter than {n} tokens are left out)."))
+        for n in (1, 2):
+            metrics.append(_distinct_metric(rows, n))
+        return metrics
+
+
+def _distinct_metric(rows: Sequence[Mapping[str, Any]], n: int) -> Metric:
+    desc = (f"distinct-{n} (Li et al. 2016, corpus level): distinct {n}-grams across all continuations "
+            "divided by the total number of generated tokens.")
+    corpus = [r["tokens"] for r in rows]
+    value = distinct_n(corpus, n)
+    if value is None:
+        return skipped_metric(f"distinct_{n}", "no tokens were generated", higher_is_better=True,
+                              description=desc, citation=LI)
+    by_group: dict[str, list[list[int]]] = {}
+    for r in rows:
+        by_group.setdefault(r["group"], []).append(r["tokens"])
+    groups = {}
+    for g in sorted(by_group):
+        v = distinct_n(by_group[g], n)
+        groups[g] = GroupValue(float("nan") if v is None else v,
+                               distinct_n_jackknife_ci(by_group[g], n), len(by_group[g]))
+    return Metric(name=f"distinct_{n}", value=value, ci=distinct_n_jackknife_ci(corpus, n),
+                  n=len(rows), higher_is_better=True, description=desc, citation=LI,
+                  ci_method="leave-one-continuation-out jackknife, normal approximation (95%)",
+                  groups=groups)
+
