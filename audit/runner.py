@@ -107,6 +107,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
     backend = load_backend(spec.model)
     t_load = time.perf_counter()
 
+    asked = {name: p.requests() for name, p in probes.items()}
     run_dir = out_root / spec.run_name()
     previous = load_manifest(run_dir) if (run_dir / MANIFEST).exists() else {}
     manifest: dict[str, Any] = {
@@ -117,7 +118,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
         "model": backend.describe(),
         "backend_id": backend.id,
         "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
-                          "items": len(p.requests())} for name, p in probes.items()},
+                          "requests": len(asked[name])} for name, p in probes.items()},
         "engine": {"token_budget": options.token_budget, "max_batch_size": options.max_batch_size},
         "versions": library_versions(),
         "hardware": hardware(),
@@ -126,7 +127,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
     }
     write_manifest(run_dir, manifest)
     try:
-        requests = [r for p in probes.values() for r in p.requests()]
+        requests = [r for reqs in asked.values() for r in reqs]
         with ResultCache(run_dir / CACHE) as cache:
             results, stats = run_requests(backend, requests, cache, options, is_oom=is_out_of_memory)
         t_model = time.perf_counter()

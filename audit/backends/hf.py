@@ -274,7 +274,8 @@ class HFBackend:
             picked = lp.gather(-1, target[:, None])[:, 0]
             total = float(picked.sum())
             if not math.isfinite(total):
-                raise FloatingPointError(f"non-finite log-likelihood from {self.name} ({self.dtype})")
+                raise AuditError(f"{self.name} ({self.dtype}) gave a non-finite log-likelihood for "
+                                 f"{requests[i].continuation[:60]!r}: numeric overflow? try --dtype float32")
             greedy = bool((lp.argmax(-1) == target).all())
             out.append(LogLikelihoodResult(total, len(cont), greedy))
         return out
