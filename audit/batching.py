@@ -34,6 +34,10 @@ def plan_batches(
     An item longer than the budget gets a batch of its own rather than being dropped. Items of
     different `groups` (e.g. different decoding parameters) never share a batch.
     """
+    if token_budget < 1:
+        raise ValueError(f"token_budget must be >= 1, got {token_budget}")
+    if max_batch_size is not None and max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
     if groups is not None:
         if len(groups) != len(costs):
             raise ValueError(f"{len(groups)} group labels for {len(costs)} items")
@@ -45,10 +49,6 @@ def plan_batches(
             for b in plan_batches([costs[i] for i in members], token_budget, max_batch_size):
                 planned.append(Batch(tuple(members[j] for j in b.indices), b.padded_tokens))
         return planned
-    if token_budget < 1:
-        raise ValueError(f"token_budget must be >= 1, got {token_budget}")
-    if max_batch_size is not None and max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
     order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
     batches: list[Batch] = []
     current: list[int] = []

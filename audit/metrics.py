@@ -104,7 +104,13 @@ def proportion_metric(
     unit: str = "",
     scale: float = 1.0,
 ) -> Metric:
-    """Share of True items with a Wilson CI, overall and per group."""
+    """Share of True items with a Wilson CI, overall and per group.
+
+    Items must be real booleans: a None or NaN would otherwise be coerced into a hit or a miss.
+    """
+    bad = [i for i, x in enumerate(hits) if not isinstance(x, (bool, np.bool_))]
+    if bad:
+        raise ValueError(f"{name}: item {bad[0]} is {hits[bad[0]]!r}, not a boolean ({len(bad)} such items)")
     h = np.asarray(hits, dtype=bool)
     if h.size == 0:
         return skipped_metric(name, "no items", higher_is_better=higher_is_better,

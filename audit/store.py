@@ -164,6 +164,6 @@ def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
             for name, p in data["probes"].items():
                 info = ProbeInfo(**p["info"])
                 probes[name] = ProbeSummary(info, [Metric.from_json(m) for m in p["metrics"]])
-        except (KeyError, TypeError) as e:
-            raise AuditError(f"{summary_path}: malformed summary ({e!r})") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise AuditError(f"{summary_path}: malformed summary ({type(e).__name__}: {e})") from None
     return Run(run_dir, manifest, probes)

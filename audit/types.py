@@ -31,13 +31,19 @@ class GenParams:
     n: int = 1  # samples per prompt (num_return_sequences)
 
     def __post_init__(self) -> None:
+        # Normalise types so equal settings always give equal cache keys (1 and 1.0 alike).
+        object.__setattr__(self, "max_new_tokens", int(self.max_new_tokens))
+        object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "do_sample", bool(self.do_sample))
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if not self.do_sample and self.n != 1:
             raise ValueError("greedy decoding gives one sequence per prompt: set n=1 or do_sample")
-        if not (0.0 < self.top_p <= 1.0) or self.temperature <= 0.0:
+        if not (0.0 < self.top_p <= 1.0) or not (math.isfinite(self.temperature) and self.temperature > 0.0):
             raise ValueError(f"need 0 < top_p <= 1 and temperature > 0, got {self}")
 
 

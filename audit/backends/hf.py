@@ -10,9 +10,10 @@ Conventions that change numbers, stated once here:
   `</s>`), the continuation is the tail of encode(context + continuation), and an empty context
   is conditioned on the BOS token alone with the continuation encoded without special tokens.
   The score is the summed log-probability of the continuation tokens.
-- generation pads on the left, passes explicit position ids, and uses an explicit
-  GenerationConfig (top_k=0, no repetition penalty) so a checkpoint's generation_config.json
-  cannot silently change the decoding protocol a probe asked for.
+- generation pads on the left and uses an explicit GenerationConfig, so a checkpoint's
+  generation_config.json (top_k=50, repetition penalties, ...) cannot silently change the
+  decoding protocol a probe asked for. Sampling is pure temperature + nucleus (no top-k), drawn
+  per sample from its own seeded generator (audit.backends.sampling).
 """
 
 from __future__ import annotations
@@ -228,6 +229,9 @@ class HFBackend:
             cont = whole[len(ctx):]
         if not cont:
             raise AuditError(f"log-likelihood request has an empty continuation (context {req.context[:60]!r})")
+        if len(cont) > self.max_length:
+            raise AuditError(f"a continuation of {len(cont)} tokens does not fit {self.name}'s context of "
+                             f"{self.max_length} tokens: {req.continuation[:60]!r}...")
         self._enc[req] = (ctx, cont)
         return ctx, cont
 
@@ -293,58 +297,50 @@ class HFBackend:
 
     # ---------------------------------------------------------------- generation
     def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]:
-        """Batched `model.generate` for requests that share one GenParams."""
+        """Batched `model.generate` for requests that share one GenParams.
+
+        Greedy rows decode by argmax. Sampled rows are drawn by `SeededSampler`, one generator per
+        sample, so every sample is a function of (model, seed, prompt, params, index) alone.
+        """
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        from audit.backends.sampling import SeededSampler, row_seed
 
         params = requests[0].params
         if any(r.params != params for r in requests):
             raise ValueError("a generation batch must share one GenParams")
-        prompts = [self._prompt_tokens(r) for r in requests]
+        n = params.n
+        prompts = [self._prompt_tokens(r) for r in requests for _ in range(n)]  # request-major rows
         width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B, T) left-padded
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B * n, T) left-padded
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        config = GenerationConfig(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=params.do_sample,
-            temperature=params.temperature if params.do_sample else None,
-            top_p=params.top_p if params.do_sample else None,
-            top_k=0 if params.do_sample else None,  # pure nucleus sampling, not HF's default top-50
-            num_return_sequences=params.n,
-            pad_token_id=self.pad_id,
-            eos_token_id=self.eos_id,
-            bos_token_id=self.bos_id,
+        config = GenerationConfig(  # explicit: a checkpoint's generation_config.json must not leak in
+            max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
+            pad_token_id=self.pad_id, eos_token_id=self.eos_id, bos_token_id=self.bos_id,
         )
         dev = self.model.device
-        devices = [dev] if dev.type == "cuda" else []
-        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
-            if params.do_sample:
-                torch.manual_seed(_batch_seed(seed, requests))
+        processors = LogitsProcessorList()
+        if params.do_sample:
+            seeds = [row_seed(seed, r, j) for r in requests for j in range(n)]
+            processors.append(SeededSampler(params, seeds, dev))
+        with torch.inference_mode():
             out = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                      generation_config=config)
-        new = out[:, width:].tolist()  # (B * n, new_tokens), sample-major within each prompt
+                                      generation_config=config, logits_processor=processors)
+        new = out[:, width:].tolist()  # (B * n, new tokens)
         results = []
         for i in range(len(requests)):
             samples = []
-            for row in new[i * params.n:(i + 1) * params.n]:
+            for row in new[i * n:(i + 1) * n]:
                 stopped = self.eos_id is not None and self.eos_id in row
                 tokens = row[:row.index(self.eos_id)] if stopped else row  # pads follow EOS only
                 samples.append(Sample(self.tokenizer.decode(tokens, skip_special_tokens=True),
                                       tuple(int(t) for t in tokens), stopped))
             results.append(Generation(tuple(samples)))
         return results
-
-
-def _batch_seed(seed: int, requests: Sequence[Generate]) -> int:
-    """A sampling seed derived from the run seed and the batch's prompts, so reruns reproduce it."""
-    h = hashlib.sha256(str(seed).encode())
-    for r in requests:
-        h.update(r.prompt.encode("utf-8", "replace"))
-        h.update(b"\0")
-    return int.from_bytes(h.digest()[:8], "little") & ((1 << 63) - 1)
 
 
 def load_backend(spec: ModelSpec) -> HFBackend:

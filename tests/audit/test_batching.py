@@ -20,8 +20,8 @@ def _check_plan(costs: Sequence[int], budget: int, batches: list[Batch], max_bat
     for b in batches:
         assert len(b.indices) >= 1
         widths = [eff[i] for i in b.indices]
-        # Longest first inside a batch; ties keep index order.
-        assert [(-eff[i], i) for i in b.indices] == sorted((-eff[i], i) for i in b.indices)
+        # Longest first inside a batch (by the caller's cost); ties keep index order.
+        assert [(-costs[i], i) for i in b.indices] == sorted((-costs[i], i) for i in b.indices)
         assert b.padded_tokens == len(b.indices) * max(widths)
         # Budget respected, except an over-budget item alone in its own batch.
         if len(b.indices) > 1:
@@ -30,6 +30,11 @@ def _check_plan(costs: Sequence[int], budget: int, batches: list[Batch], max_bat
             assert len(b.indices) <= max_batch_size
         if groups is not None:
             assert len({groups[i] for i in b.indices}) == 1  # groups never mixed
+    # Across batches too: each group's items come out longest first, ties in index order.
+    labels = groups if groups is not None else [0] * len(costs)
+    for g in set(labels):
+        seen = [i for i in flat if labels[i] == g]
+        assert seen == sorted(seen, key=lambda i: (-costs[i], i))
 
 
 def test_longest_first_and_budget() -> None:
@@ -91,9 +96,6 @@ def test_invalid_budget_raises(budget: int) -> None:
         plan_batches([1, 2], token_budget=budget, groups=["a", "a"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with groups=, token_budget is only validated inside the "
-                                       "per-group recursion, so an empty input with a bad budget is "
-                                       "accepted, while the same call without groups raises")
 def test_invalid_budget_raises_even_for_empty_grouped_input() -> None:
     with pytest.raises(ValueError, match="token_budget"):
         plan_batches([], token_budget=0, groups=[])
