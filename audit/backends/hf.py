@@ -238,6 +238,9 @@ class HFBackend:
     def _prompt_tokens(self, req: Generate) -> list[int]:
         hit = self._enc.get(req)
         if hit is None:
+            if req.params.max_new_tokens >= self.max_length:
+                raise AuditError(f"max_new_tokens={req.params.max_new_tokens} leaves no room for a prompt in "
+                                 f"{self.name}'s context of {self.max_length} tokens")
             hit = self._encode(req.prompt, special=True)
             keep = max(1, self.max_length - req.params.max_new_tokens)
             hit = hit[-keep:]  # left-truncate so prompt + new tokens fit the context

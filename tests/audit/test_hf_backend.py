@@ -163,12 +163,18 @@ def test_empty_continuation_is_an_audit_error(backend) -> None:
         backend.loglikelihood([LogLikelihood("The cat", "")])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a continuation longer than the 512-token window crashes "
-                                       "with a torch shape RuntimeError instead of an AuditError")
 def test_continuation_longer_than_window_is_an_audit_error(backend) -> None:
+    """Once a torch shape RuntimeError from deep inside loglikelihood; now a user-facing error."""
     too_long = LONG_TEXT + " " + LONG_TEXT  # ~1,600 tokens, all of them continuation
-    with pytest.raises(AuditError):
+    n = len(backend.tokenizer(too_long, add_special_tokens=False)["input_ids"])
+    assert n > 512
+    with pytest.raises(AuditError, match=rf"a continuation of {n} tokens does not fit tiny-opt's context of 512"):
         backend.loglikelihood([LogLikelihood("", too_long)])
+    # A continuation of exactly the window still scores (the BOS is dropped by left truncation).
+    ids = backend.tokenizer(too_long, add_special_tokens=False)["input_ids"][:512]
+    exact = backend.tokenizer.decode(ids)
+    res = backend.loglikelihood([LogLikelihood("", exact)])[0]
+    assert res.n_tokens == len(backend.tokenizer(exact, add_special_tokens=False)["input_ids"]) <= 512
 
 
 # -------------------------------------------------------------------------------- greedy generation
@@ -204,6 +210,21 @@ def test_padded_generation_equals_unpadded_rows(backend) -> None:
     assert len(batched) == len(reqs)
     for r, got in zip(reqs, batched):
         assert backend.generate([r], 0)[0] == got, r.prompt[:40]
+
+
+def test_long_prompt_is_left_truncated_to_leave_room_for_new_tokens(backend) -> None:
+    params = GenParams(max_new_tokens=500)
+    req = Generate(LONG_TEXT, params)
+    full = backend.tokenizer(LONG_TEXT)["input_ids"]
+    kept = backend._prompt_tokens(req)
+    assert kept == full[-12:]  # 512 - 500: the prompt's tail, so prompt + new tokens fit the window
+    short, long = backend.generate([Generate("Hi", params), req], 0)
+    assert [len(g.samples[0].tokens) for g in (short, long)] == [500, 500]
+
+
+def test_max_new_tokens_beyond_the_window_is_an_audit_error(backend) -> None:
+    with pytest.raises(AuditError, match="512"):
+        backend.generate([Generate("Hello", GenParams(max_new_tokens=600))], 0)
 
 
 # -------------------------------------------------------------------------------- sampling
@@ -243,17 +264,16 @@ def test_sampled_cache_key_includes_seed(backend, tmp_path: Path) -> None:
     assert all(r8[r] != r7[r] for r in reqs)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: sampled generations depend on which other prompts share the "
-                                       "batch (_batch_seed hashes the whole batch and one RNG drives all "
-                                       "rows), so batch size / token budget change sampled outputs")
 def test_sampled_generation_does_not_depend_on_batch(backend, tmp_path: Path) -> None:
+    """A sample is a function of (seed, prompt, params, index): batch size and order do not move it."""
     reqs = [Generate(p, SAMPLED) for p in SAMPLE_PROMPTS]
     runs = []
-    for bs in (1, 3):
+    for bs, order in ((1, reqs), (3, reqs), (2, reqs[::-1])):
         with ResultCache(tmp_path / f"bs{bs}.sqlite") as cache:
-            results, _ = run_requests(backend, reqs, cache, EngineOptions(seed=7, max_batch_size=bs, progress=False))
+            results, _ = run_requests(backend, order, cache, EngineOptions(seed=7, max_batch_size=bs, progress=False))
         runs.append(results)
-    assert all(runs[0][r] == runs[1][r] for r in reqs)
+    for r in reqs:
+        assert runs[1][r] == runs[0][r] and runs[2][r] == runs[0][r], r.prompt
 
 
 # -------------------------------------------------------------------------------- settings and facts

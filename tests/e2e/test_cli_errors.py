@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 
@@ -122,17 +124,19 @@ def test_bad_data_override_syntax(cli, tmp_path: Path) -> None:
     assert _usage_error(proc) == USAGE_ERROR + "argument --data: expected PROBE=PATH, got 'crows_pairs'"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a data file with a sentence longer than the 512-token window "
-                                       "crashes the run with a torch RuntimeError traceback (HFBackend."
-                                       "loglikelihood), instead of one 'opt-audit: error:' line")
 def test_data_sentence_longer_than_the_model_window(cli, tmp_path: Path) -> None:
+    """Once a torch RuntimeError traceback from HFBackend.loglikelihood."""
     long = " ".join(f"token{i}" for i in range(300))  # ~800 OPT tokens
     data = tmp_path / "long.csv"
     data.write_text("sent_more,sent_less,stereo_antistereo,bias_type\n"
                     f"{long} black.,{long} white.,stereo,race-color\n", encoding="utf-8")
     proc = _run(cli, tmp_path / "runs", "--model", "tiny-opt", "--probes", "crows_pairs",
                 "--data", f"crows_pairs={data}")
-    _one_error_line(proc)
+    line = _one_error_line(proc)
+    assert re.match(r"opt-audit: error: a continuation of \d+ tokens does not fit tiny-opt's context of 512 tokens",
+                    line), line
+    manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text(encoding="utf-8"))
+    assert manifest["status"] == "failed" and "does not fit" in manifest["error"]
 
 
 def test_probes_lists_every_probe_and_suite(cli) -> None:
