@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -72,24 +73,11 @@ def mean_metric(
     upstream; an empty input becomes a skipped metric, never a 0.
     """
     x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        return skipped_metric(name, "no items", higher_is_better=higher_is_better,
-                              description=description, citation=citation, ideal=ideal)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name}: {int((~np.isfinite(x)).sum())} non-finite item values")
-    return Metric(
-        name=name,
-        value=float(x.mean()) * scale,
-        ci=_scaled(bootstrap_ci(x), scale),
-        n=int(x.size),
-        higher_is_better=higher_is_better,
-        description=description,
-        citation=citation,
-        ideal=ideal,
-        unit=unit,
-        ci_method="percentile bootstrap over items (2000 resamples, 95%)",
-        groups=_group_means(x, groups, scale) if groups is not None else {},
-    )
+    return _summarise(name, x, groups, lambda a: (float(a.mean()), bootstrap_ci(a)),
+                      "percentile bootstrap over items (2000 resamples, 95%)", scale,
+                      MetricMeta(higher_is_better, description, citation, ideal, unit))
 
 
 def proportion_metric(
@@ -112,22 +100,41 @@ def proportion_metric(
     if bad:
         raise ValueError(f"{name}: item {bad[0]} is {hits[bad[0]]!r}, not a boolean ({len(bad)} such items)")
     h = np.asarray(hits, dtype=bool)
-    if h.size == 0:
-        return skipped_metric(name, "no items", higher_is_better=higher_is_better,
-                              description=description, citation=citation, ideal=ideal)
-    return Metric(
-        name=name,
-        value=float(h.mean()) * scale,
-        ci=_scaled(wilson_interval(int(h.sum()), int(h.size)), scale),
-        n=int(h.size),
-        higher_is_better=higher_is_better,
-        description=description,
-        citation=citation,
-        ideal=ideal,
-        unit=unit,
-        ci_method="Wilson score interval (95%)",
-        groups=_group_props(h, groups, scale) if groups is not None else {},
-    )
+    return _summarise(name, h, groups, lambda a: (float(a.mean()), wilson_interval(int(a.sum()), int(a.size))),
+                      "Wilson score interval (95%)", scale,
+                      MetricMeta(higher_is_better, description, citation, ideal, unit))
+
+
+@dataclass(frozen=True)
+class MetricMeta:
+    """How a metric presents itself: direction, text, citation, ideal value, unit."""
+
+    higher_is_better: bool | None
+    description: str
+    citation: str
+    ideal: float | None
+    unit: str
+
+
+def _summarise(name: str, x: np.ndarray, groups: Sequence[Hashable] | None,
+               estimate: Callable[[np.ndarray], tuple[float, tuple[float, float] | None]],
+               ci_method: str, scale: float, meta: MetricMeta) -> Metric:
+    """Apply `estimate` (value, CI) to all items and to each group's items."""
+    if x.size == 0:
+        return skipped_metric(name, "no items", higher_is_better=meta.higher_is_better,
+                              description=meta.description, citation=meta.citation, ideal=meta.ideal)
+    by_group: dict[str, GroupValue] = {}
+    if groups is not None:
+        if len(groups) != x.size:
+            raise ValueError(f"{name}: {len(groups)} group labels for {x.size} items")
+        for g, idx in group_indices(groups).items():
+            v, ci = estimate(x[idx])
+            by_group[g] = GroupValue(v * scale, _scaled(ci, scale), int(idx.size))
+    value, ci = estimate(x)
+    return Metric(name=name, value=value * scale, ci=_scaled(ci, scale), n=int(x.size),
+                  higher_is_better=meta.higher_is_better, description=meta.description,
+                  citation=meta.citation, ideal=meta.ideal, unit=meta.unit, ci_method=ci_method,
+                  groups=by_group)
 
 
 def group_indices(groups: Sequence[Hashable]) -> Mapping[str, np.ndarray]:
@@ -136,25 +143,6 @@ def group_indices(groups: Sequence[Hashable]) -> Mapping[str, np.ndarray]:
     for i, g in enumerate(groups):
         by[str(g)].append(i)
     return {g: np.asarray(by[g]) for g in sorted(by)}
-
-
-def _group_means(x: np.ndarray, groups: Sequence[Hashable], scale: float) -> dict[str, GroupValue]:
-    if len(groups) != x.size:
-        raise ValueError(f"{len(groups)} group labels for {x.size} items")
-    return {
-        g: GroupValue(float(x[idx].mean()) * scale, _scaled(bootstrap_ci(x[idx]), scale), int(idx.size))
-        for g, idx in group_indices(groups).items()
-    }
-
-
-def _group_props(h: np.ndarray, groups: Sequence[Hashable], scale: float) -> dict[str, GroupValue]:
-    if len(groups) != h.size:
-        raise ValueError(f"{len(groups)} group labels for {h.size} items")
-    return {
-        g: GroupValue(float(h[idx].mean()) * scale,
-                      _scaled(wilson_interval(int(h[idx].sum()), int(idx.size)), scale), int(idx.size))
-        for g, idx in group_indices(groups).items()
-    }
 
 
 def _scaled(ci: tuple[float, float] | None, scale: float) -> tuple[float, float] | None:
