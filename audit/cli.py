@@ -44,6 +44,18 @@ def _data_override(text: str) -> tuple[str, str]:
     return probe.strip(), path.strip()
 
 
+def _scorer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scorer", default="auto",
+                   help="auto (Detoxify if its checkpoint is available, else embedded), embedded, vader, "
+                        "detoxify:original|unbiased|multilingual|original-small|unbiased-small")
+    p.add_argument("--scorer-checkpoint", type=Path,
+                   help="a Detoxify .ckpt file. Torch checkpoints are pickles and can run code: "
+                        "only name files you trust")
+    p.add_argument("--scorer-config", type=Path,
+                   help="local Hugging Face config + tokenizer directory for the checkpoint (offline use)")
+    p.add_argument("--scorer-device", default="auto", help="auto, cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opt-audit",
@@ -78,6 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     sub.add_parser("probes", help="list the probes and suites with what they measure")
+
+    scorers = sub.add_parser(
+        "scorers", help="list, validate or retrain the text scorers (toxicity, sentiment)",
+        description="Toxicity numbers are only as good as the classifier behind them. 'validate' measures a "
+                    "scorer on HateCheck (29 functional tests) and ETHOS and writes a validity record; "
+                    "'train-embedded' rebuilds the embedded offline scorer's head deterministically.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  opt-audit scorers list\n"
+               "  opt-audit scorers validate --scorer embedded\n"
+               "  opt-audit scorers validate --scorer detoxify:original --scorer-checkpoint toxic_original-c1212f89.ckpt \\\n"
+               "      --scorer-config ./bert-base-uncased/\n"
+               "  opt-audit scorers train-embedded --out head.json\n")
+    scorer_sub = scorers.add_subparsers(dest="scorers_command", metavar="ACTION")
+    scorer_sub.add_parser("list", help="the scorer names --scorer accepts")
+    validate = scorer_sub.add_parser("validate", help="HateCheck per-functionality accuracy and ETHOS ROC-AUC/F1")
+    _scorer_args(validate)
+    validate.add_argument("--out", type=Path, help="write the validity record (JSON) here")
+    train = scorer_sub.add_parser("train-embedded", help="retrain the embedded scorer's head (deterministic)")
+    train.add_argument("--out", type=Path, help="head file to write (default: the packaged head)")
+    train.add_argument("--seed", type=int, default=0)
 
     tiny = sub.add_parser("tiny-model", help="write the embedded tiny-opt model to a directory",
                           description="Build tiny-opt (deterministic random OPT with the real OPT tokenizer) "
@@ -130,6 +163,33 @@ def cmd_probes() -> int:
     return 0
 
 
+def cmd_scorers(args: argparse.Namespace) -> int:
+    from audit.scoring.registry import SCORERS, ScorerSpec, load_scorer
+
+    if args.scorers_command in (None, "list"):
+        for name in SCORERS:
+            print(name)
+        return 0
+    if args.scorers_command == "validate":
+        from audit.scoring.validity import format_validity, validate_scorer
+
+        scorer = load_scorer(ScorerSpec(args.scorer, args.scorer_checkpoint, args.scorer_config,
+                                        args.scorer_device))
+        record = validate_scorer(scorer, out_path=args.out)
+        print(format_validity(record))
+        if args.out:
+            print(f"validity record: {args.out}")
+        return 0
+    if args.scorers_command == "train-embedded":
+        from audit.scoring.train_embedded import train_embedded_head
+        from audit.scoring.embedded import default_head_path
+
+        out = train_embedded_head(args.out or default_head_path(), seed=args.seed)
+        print(f"wrote embedded scorer head to {out}")
+        return 0
+    raise AuditError(f"unknown scorers action {args.scorers_command!r}")
+
+
 def cmd_tiny(args: argparse.Namespace) -> int:
     from audit.tiny import build_tiny_model, sha256_file
 
@@ -152,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_probes()
         if args.command == "tiny-model":
             return cmd_tiny(args)
+        if args.command == "scorers":
+            return cmd_scorers(args)
     except AuditError as e:
         print(f"opt-audit: error: {e}", file=sys.stderr)
         return 2
