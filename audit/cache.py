@@ -32,7 +32,7 @@ def request_key(backend_id: str, request: Request, seed: int) -> str:
     payload = {"backend": backend_id, "request": request.key_payload()}
     if isinstance(request, Generate) and request.params.do_sample:
         payload["seed"] = seed
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResultCache:

@@ -47,7 +47,8 @@ def _data_override(text: str) -> tuple[str, str]:
 def _scorer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scorer", default="auto",
                    help="auto (Detoxify if its checkpoint is available, else embedded), embedded, vader, "
-                        "detoxify:original|unbiased|multilingual|original-small|unbiased-small")
+                        "detoxify:original|unbiased|multilingual|original-small|unbiased-small|custom "
+                        "(custom: your own checkpoint of unknown origin, no published sha256 to check)")
     p.add_argument("--scorer-checkpoint", type=Path,
                    help="a Detoxify .ckpt file. Torch checkpoints are pickles and can run code: "
                         "only name files you trust")

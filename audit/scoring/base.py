@@ -43,7 +43,8 @@ class Scorer(Protocol):
 
 
 def score_key(scorer_id: str, text: str) -> str:
-    return hashlib.sha256(canonical_json({"scorer": scorer_id, "text": text}).encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate in model output must hash, not crash the run
+    return hashlib.sha256(canonical_json({"scorer": scorer_id, "text": text}).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ScoreCache:
@@ -88,7 +89,7 @@ def validate_scores(scorer: Scorer, texts: Sequence[str], scores: Mapping[str, S
 
 
 def score_texts(scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None, *,
-                chunk: int = 256, progress: bool = True) -> dict[str, dict[str, float]]:
+                chunk: int = 2048, progress: bool = True) -> dict[str, dict[str, float]]:
     """Score each distinct text once (cache first), in chunks with a progress bar; text -> scores."""
     from tqdm.auto import tqdm
 

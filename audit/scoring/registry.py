@@ -9,7 +9,7 @@ from pathlib import Path
 from audit.errors import AuditError
 from audit.scoring.base import Scorer
 
-DETOXIFY_MODELS = ("original", "unbiased", "multilingual", "original-small", "unbiased-small")
+DETOXIFY_MODELS = ("original", "unbiased", "multilingual", "original-small", "unbiased-small", "custom")
 SCORERS = ("auto", "embedded", "vader", *(f"detoxify:{m}" for m in DETOXIFY_MODELS))
 
 

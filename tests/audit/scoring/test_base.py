@@ -69,3 +69,11 @@ def test_nan_is_an_error_naming_the_text(tmp_path: Path) -> None:
 def test_keys_must_match_declared_keys() -> None:
     with pytest.raises(AuditError, match="returned keys"):
         score_texts(LengthScorer(keys=("toxicity", "extra")), ["x"], None, progress=False)
+
+
+def test_lone_surrogate_text_is_scored_not_crashed(tmp_path: Path) -> None:
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    out = score_texts(LengthScorer(), ["bad \udcff"], cache, progress=False)
+    # "bad \udcff" has 5 code points -> 0.05
+    assert out["bad \udcff"] == {"toxicity": 0.05}
+    cache.close()

@@ -1,0 +1,221 @@
+"""Detoxify toxicity scores (Hanu & Unitary 2020), run through detoxify's own loader, batched by tokens.
+
+The model, tokenizer and class names come from a real `detoxify.Detoxify` object, so the weights
+and the class-name standardisation (toxic -> toxicity, ...) are exactly detoxify's. Scoring does
+not use `Detoxify.predict`: that pads the whole input list as one batch (memory grows with the
+longest text times the list length) and squeezes a single text to a bare float. Here texts are
+tokenized once (truncated at 512 tokens), length-sorted, cut into batches whose padded size fits
+a token budget, scored, and put back in their original order.
+
+Security: a detoxify checkpoint is a torch pickle, and unpickling runs code. A checkpoint is
+only ever loaded from the exact path the user named, or from detoxify's published file in torch
+hub's cache after its sha256 prefix has been checked; no directory is ever searched for one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from audit.errors import AuditError
+
+MAX_TOKENS = 512  # BERT/RoBERTa/ALBERT/XLM-R position limit; detoxify was trained at this length
+_VERSION = "1"  # bump when anything that changes a score for the same text changes
+_KNOWN_TYPES = ("original", "unbiased", "multilingual", "original-small", "unbiased-small")
+_CUSTOM = "custom"
+
+
+def _published_file(model_type: str) -> tuple[str, str]:
+    """(url, file name) of detoxify's published checkpoint for a known model type."""
+    from detoxify.detoxify import MODEL_URLS
+
+    url = MODEL_URLS[model_type]
+    return url, url.rsplit("/", 1)[-1]
+
+
+def _expected_prefix(file_name: str) -> str:
+    """detoxify's file names end in the first 8 hex digits of their sha256: toxic_original-c1212f89.ckpt."""
+    return Path(file_name).stem.rsplit("-", 1)[-1].lower()
+
+
+def sha256_file(path: Path) -> str:
+    """Streamed sha256, so a 1 GB checkpoint never sits in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (e.g. '\\udcff' from surrogateescape decoding) would crash the tokenizer."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+class DetoxifyScorer:
+    """Detoxify's multi-label toxicity classifier; keys are the checkpoint's standardised class names.
+
+    model_type: one of detoxify's published models, or "custom" (a checkpoint of unknown origin,
+        whose sha256 is recorded but not checked against a published prefix).
+    checkpoint: a detoxify .ckpt file; loaded only from this exact path (a torch pickle runs code).
+        Without it, detoxify's published file is taken from torch hub's cache, or downloaded there.
+    config_dir: a local Hugging Face directory (config.json + tokenizer files) for the checkpoint's
+        base model, so nothing is fetched from the hub (offline use).
+    token_budget: the most padded tokens (rows x longest row) in one forward pass.
+    half: fp16 weights; defaults to True on CUDA, False on CPU.
+    """
+
+    def __init__(self, model_type: str = "original", checkpoint: Path | None = None,
+                 config_dir: Path | None = None, device: str = "auto", token_budget: int = 16384,
+                 half: bool | None = None) -> None:
+        import torch
+
+        if model_type not in _KNOWN_TYPES and model_type != _CUSTOM:
+            raise AuditError(f"unknown detoxify model type {model_type!r}; "
+                             f"expected one of {', '.join(_KNOWN_TYPES + (_CUSTOM,))}")
+        if model_type == _CUSTOM and checkpoint is None:
+            raise AuditError("detoxify model type 'custom' needs a checkpoint (--scorer-checkpoint)")
+        if token_budget < MAX_TOKENS:
+            raise AuditError(f"token_budget {token_budget} is below one full-length text ({MAX_TOKENS} tokens)")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.half = (device.startswith("cuda")) if half is None else half
+        self.token_budget = token_budget
+        self.model_type = model_type
+        self.name = f"detoxify:{model_type}"
+
+        path = Path(checkpoint) if checkpoint is not None else self._published_checkpoint(model_type)
+        if not path.is_file():
+            raise AuditError(f"detoxify checkpoint {path} does not exist or is not a file")
+        self.checkpoint = path
+        self.sha256 = sha256_file(path)
+        if model_type in _KNOWN_TYPES:
+            expected = _expected_prefix(_published_file(model_type)[1])
+            if not self.sha256.startswith(expected):
+                raise AuditError(f"detoxify checkpoint {path} is not the published {model_type!r} model: "
+                                 f"sha256 should start with {expected}, but is {self.sha256}; "
+                                 f"pass model type 'custom' for a checkpoint of your own")
+
+        self._detox = self._load(path, config_dir, device)
+        self._keys = tuple(self._detox.class_names)
+        if "toxicity" not in self._keys:
+            raise AuditError(f"detoxify checkpoint {path} has no 'toxicity' class; its classes are "
+                             f"{list(self._keys)}")
+        model = self._detox.model
+        model.eval()
+        if self.half:
+            model.half()
+        self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        import detoxify  # noqa: F401  (version for the score's identity)
+        from importlib.metadata import version
+
+        self.version = f"{_VERSION}+detoxify{version('detoxify')}+{self.dtype}"
+
+    @staticmethod
+    def _published_checkpoint(model_type: str) -> Path:
+        """detoxify's published file from torch hub's cache, downloaded there (hash-checked) if absent."""
+        import torch
+
+        url, file_name = _published_file(model_type)
+        target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+        if target.is_file():
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=_expected_prefix(file_name),
+                                           progress=False)
+        except Exception as exc:  # no network, proxy, disk: all fixable by the user the same way
+            raise AuditError(f"could not find or download the detoxify {model_type!r} checkpoint "
+                             f"({file_name}, looked in {target.parent}): {exc}. Offline, pass "
+                             f"--scorer-checkpoint FILE.ckpt and --scorer-config DIR (the base model's "
+                             f"config and tokenizer files)") from exc
+        return target
+
+    @staticmethod
+    def _load(path: Path, config_dir: Path | None, device: str) -> Any:
+        """Build a real detoxify.Detoxify; with config_dir, point the checkpoint's base model at it.
+
+        detoxify's own `huggingface_config_path` still calls `config_class.from_pretrained(model_type)`
+        on the hub id before using the path, so it does not work offline. Rewriting the checkpoint's
+        `arch.args.model_type` to the local directory makes every from_pretrained call local.
+        """
+        import torch
+        from detoxify import Detoxify
+
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)  # user-named path only
+        except Exception as exc:
+            raise AuditError(f"detoxify checkpoint {path} is not a readable torch file: {exc}") from exc
+        try:
+            args = loaded["config"]["arch"]["args"]
+            loaded["config"]["dataset"]["args"]["classes"]
+            loaded["state_dict"]
+        except (KeyError, TypeError) as exc:
+            raise AuditError(f"detoxify checkpoint {path} lacks config.arch.args, "
+                             f"config.dataset.args.classes or state_dict ({exc!r})") from exc
+        if config_dir is not None:
+            config_dir = Path(config_dir)
+            if not (config_dir / "config.json").is_file():
+                raise AuditError(f"scorer config directory {config_dir} has no config.json")
+            args["model_type"] = str(config_dir.resolve())
+        buffer = io.BytesIO()
+        torch.save(loaded, buffer)  # detoxify's loader reads it back with torch.load, as from a file
+        del loaded
+        buffer.seek(0)
+        try:
+            return Detoxify(checkpoint=buffer, device=device)
+        except AuditError:
+            raise
+        except Exception as exc:
+            hint = "" if config_dir is not None else " (offline, pass --scorer-config DIR)"
+            raise AuditError(f"detoxify could not build the model from {path}{hint}: {exc}") from exc
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.sha256[:16]}|v{self.version}"
+
+    def provenance(self) -> dict[str, Any]:
+        return {"scorer": self.name, "version": self.version, "checkpoint": self.checkpoint.name,
+                "sha256": self.sha256, "classes": list(self._keys), "device": self.device,
+                "dtype": self.dtype, "max_tokens": MAX_TOKENS, "token_budget": self.token_budget}
+
+    def score(self, texts: Sequence[str]) -> dict[str, list[float]]:
+        """Sigmoid class probabilities, one list per class, in the order of `texts`."""
+        import torch
+
+        out: dict[str, list[float]] = {k: [0.0] * len(texts) for k in self._keys}
+        if not texts:
+            return out
+        tokenizer, model = self._detox.tokenizer, self._detox.model
+        encoded = tokenizer([_clean(t) for t in texts], truncation=True, max_length=MAX_TOKENS)
+        rows = [{name: encoded[name][i] for name in encoded} for i in range(len(texts))]
+        order = sorted(range(len(texts)), key=lambda i: len(rows[i]["input_ids"]), reverse=True)
+        filled = [False] * len(texts)
+        start = 0
+        with torch.inference_mode():
+            while start < len(order):
+                longest = len(rows[order[start]]["input_ids"])  # sorted descending: the first is longest
+                size = max(1, self.token_budget // longest)
+                chunk = order[start:start + size]
+                batch = tokenizer.pad([rows[i] for i in chunk], padding=True, return_tensors="pt")
+                batch = {k: v.to(model.device) for k, v in batch.items()}
+                logits = model(**batch)[0]  # (B, C)
+                probs = torch.sigmoid(logits.float()).cpu().tolist()
+                for i, row in zip(chunk, probs):
+                    for key, value in zip(self._keys, row):
+                        if math.isnan(value):
+                            raise AuditError(f"detoxify returned NaN {key!r} for text {texts[i][:60]!r}")
+                        out[key][i] = value
+                    filled[i] = True
+                start += len(chunk)
+        if not all(filled):
+            raise AuditError("detoxify scorer left a text unscored (batching bug)")
+        return out
