@@ -182,10 +182,10 @@ def cmd_scorers(args: argparse.Namespace) -> int:
             print(f"validity record: {args.out}")
         return 0
     if args.scorers_command == "train-embedded":
+        from audit.scoring.embedded import DEFAULT_HEAD
         from audit.scoring.train_embedded import train_embedded_head
-        from audit.scoring.embedded import default_head_path
 
-        out = train_embedded_head(args.out or default_head_path(), seed=args.seed)
+        out = train_embedded_head(args.out or DEFAULT_HEAD, seed=args.seed)
         print(f"wrote embedded scorer head to {out}")
         return 0
     raise AuditError(f"unknown scorers action {args.scorers_command!r}")

@@ -82,10 +82,17 @@ def validate_scores(scorer: Scorer, texts: Sequence[str], scores: Mapping[str, S
     for key, values in scores.items():
         if len(values) != len(texts):
             raise AuditError(f"scorer {scorer.name} returned {len(values)} {key!r} scores for {len(texts)} texts")
-        bad = [i for i, v in enumerate(values) if not math.isfinite(float(v))]
+        bad = [i for i, v in enumerate(values) if not _finite_number(v)]
         if bad:
             raise AuditError(f"scorer {scorer.name} returned a non-finite {key!r} score for text "
                              f"{texts[bad[0]][:60]!r} ({len(bad)} such texts)")
+
+
+def _finite_number(v: object) -> bool:
+    try:
+        return math.isfinite(float(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def score_texts(scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None, *,
