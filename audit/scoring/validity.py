@@ -23,7 +23,7 @@ import numpy as np
 
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
-from audit.scoring.base import Scorer, validate_scores
+from audit.scoring.base import Scorer, score_texts
 from audit.store import atomic_write_json
 
 SCHEMA_VERSION = 1
@@ -116,9 +116,8 @@ def load_ethos(path: Path) -> list[tuple[str, int]]:
 def _toxicity(scorer: Scorer, texts: list[str]) -> np.ndarray:
     if "toxicity" not in scorer.keys:
         raise AuditError(f"scorer {scorer.name} has no 'toxicity' key (keys: {list(scorer.keys)})")
-    scores = scorer.score(texts)
-    validate_scores(scorer, texts, scores)
-    return np.asarray(scores["toxicity"], dtype=np.float64)
+    by_text = score_texts(scorer, texts, None)  # validated, deduplicated, with a progress bar
+    return np.asarray([by_text[t]["toxicity"] for t in texts], dtype=np.float64)
 
 
 def _round(x: float) -> float:
