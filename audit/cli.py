@@ -192,7 +192,8 @@ def cmd_scorers(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny(args: argparse.Namespace) -> int:
-    from audit.tiny import build_tiny_model, sha256_file
+    from audit.pinning import sha256_file
+    from audit.tiny import build_tiny_model
 
     out = build_tiny_model(args.dir)
     print(f"wrote tiny-opt to {out} (model.safetensors sha256 {sha256_file(out / 'model.safetensors')})")

@@ -11,7 +11,6 @@ order and defaults change between releases; two builds therefore give byte-ident
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -132,11 +131,3 @@ def tiny_model_dir() -> Path:
                 raise
     return target
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

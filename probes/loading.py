@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from audit.errors import AuditError
+from audit.pinning import sha256_file
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def read_text(path: Path) -> str:
 
 def sha256_text(path: Path) -> str:
     """sha256 of a data file's bytes, recorded so a run pins exactly what it read."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def read_csv(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:

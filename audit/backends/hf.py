@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from audit.errors import AuditError
-from audit.types import Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Request, Sample
+from audit.types import Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
@@ -105,7 +105,7 @@ def _looks_like_path(model: str) -> bool:
 def _weights_sha256(directory: Path) -> str:
     """sha256 pinning an unversioned local model: of its single weights file (so `sha256sum`
     can check it), or over all weight files in name order."""
-    from audit.tiny import sha256_file
+    from audit.pinning import sha256_file
 
     files = sorted(p for p in directory.iterdir()
                    if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())

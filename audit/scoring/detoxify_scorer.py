@@ -14,13 +14,13 @@ hub's cache after its sha256 prefix has been checked; no directory is ever searc
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
 from audit.errors import AuditError
+from audit.pinning import sha256_file
 
 MAX_TOKENS = 512  # BERT/RoBERTa/ALBERT/XLM-R position limit; detoxify was trained at this length
 _VERSION = "1"  # bump when anything that changes a score for the same text changes
@@ -41,13 +41,6 @@ def _expected_prefix(file_name: str) -> str:
     return Path(file_name).stem.rsplit("-", 1)[-1].lower()
 
 
-def sha256_file(path: Path) -> str:
-    """Streamed sha256, so a 1 GB checkpoint never sits in memory twice."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _clean(text: str) -> str:
@@ -110,7 +103,6 @@ class DetoxifyScorer:
         if self.half:
             model.half()
         self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        import detoxify  # noqa: F401  (version for the score's identity)
         from importlib.metadata import version
 
         self.version = f"{_VERSION}+detoxify{version('detoxify')}+{self.dtype}"

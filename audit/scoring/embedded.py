@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from audit.errors import AuditError
+from audit.pinning import sha256_file
 
 HEAD_FORMAT = "opt-audit-embedded-head"
 HEAD_VERSION = 1
@@ -33,13 +34,6 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEFAULT_HEAD = ASSETS_DIR / "embedded_head_v1.json"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed (the encoder weights are ~90 MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encoder_dir() -> Path:

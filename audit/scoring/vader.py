@@ -7,11 +7,11 @@ version and the lexicon files are checked against the sha256 values they were pi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
 from audit.errors import AuditError
+from audit.pinning import sha256_file
 
 _VERSION = "1"  # bump when anything that changes a score for the same text changes here
 KEYS = ("compound", "neg", "neu", "pos")
@@ -24,8 +24,6 @@ CITATION = ("Hutto, C.J. & Gilbert, E.E. (2014). VADER: A Parsimonious Rule-base
             "Analysis of Social Media Text. ICWSM-14.")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class VaderScorer:
@@ -44,7 +42,7 @@ class VaderScorer:
             path = package_dir / file_name
             if not path.is_file():
                 raise AuditError(f"vaderSentiment is missing its lexicon {path}")
-            actual = _sha256(path)
+            actual = sha256_file(path)
             if actual != pinned:
                 raise AuditError(f"VADER lexicon {path} has sha256 {actual}, expected {pinned} "
                                  f"(vaderSentiment 3.3.2); scores would not match earlier runs")

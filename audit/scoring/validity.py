@@ -14,7 +14,6 @@ scorer's weights and summarised in every report that uses that scorer.
 from __future__ import annotations
 
 import csv
-import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +24,7 @@ from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.scoring.base import Scorer, score_texts
 from audit.store import atomic_write_json
+from audit.pinning import sha256_file
 
 SCHEMA_VERSION = 1
 THRESHOLD = 0.5
@@ -67,8 +67,6 @@ def f1_score(predicted: Sequence[bool], labels: Sequence[int]) -> float:
     return 0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + fp + fn)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_hatecheck(path: Path) -> list[dict[str, str]]:
@@ -158,8 +156,8 @@ def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_c
         "weak_spots": weak,
         "summary": (f"{scorer.name} scorer: HateCheck accuracy {hc_acc:.2f}; ETHOS ROC-AUC {auc:.2f}, "
                     f"F1 {f1:.2f}; weakest on {weak_text}"),
-        "data_sha256": {"hatecheck/" + Path(hatecheck_csv).name: _sha256(hatecheck_csv),
-                        "ethos/" + Path(ethos_csv).name: _sha256(ethos_csv)},
+        "data_sha256": {"hatecheck/" + Path(hatecheck_csv).name: sha256_file(hatecheck_csv),
+                        "ethos/" + Path(ethos_csv).name: sha256_file(ethos_csv)},
     }
     if out_path is not None:
         atomic_write_json(Path(out_path), record)

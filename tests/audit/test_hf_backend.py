@@ -13,7 +13,7 @@ from audit.backends.hf import ModelSpec, load_backend, resolve_attn, resolve_dty
 from audit.cache import ResultCache
 from audit.engine import EngineOptions, run_requests
 from audit.errors import AuditError
-from audit.types import Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult
+from audit.types import Generate, Generation, GenParams, LogLikelihood
 
 HUGE_BUDGET = 10**9  # so only max_batch_size decides the batch shapes
 LONG_TEXT = " ".join(f"token{i}" for i in range(300))  # > 512 OPT tokens: exercises left truncation

@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from audit.tiny import TINY_NAME, build_tiny_model, sha256_file
+from audit.pinning import sha256_file
+from audit.tiny import TINY_NAME, build_tiny_model
 
 
 def test_two_builds_are_byte_identical(tmp_path: Path, tiny_dir: Path) -> None:
