@@ -13,7 +13,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 from audit.types import Generate, Request, Result, canonical_json, result_from_json
 
@@ -84,8 +84,3 @@ class ResultCache:
 def keys_for(backend_id: str, requests: Sequence[Request], seed: int) -> list[str]:
     """`request_key` for each request, in order."""
     return [request_key(backend_id, r, seed) for r in requests]
-
-
-def as_mapping(requests: Sequence[Request], results: Sequence[Result]) -> Mapping[Request, Result]:
-    """Pair requests with results for a probe's `rows`."""
-    return dict(zip(requests, results))

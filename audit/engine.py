@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from audit.batching import Batch, plan_batches, restore
+from audit.batching import plan_batches, restore
 from audit.cache import ResultCache, keys_for
 from audit.types import Backend, Generate, LogLikelihood, Request, Result, dedupe
 
@@ -119,5 +119,3 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="req", dynamic_ncols=True, file=sys.stderr,
                 disable=not enabled or total == 0, smoothing=0.1)
 
-
-__all__ = ["Batch", "EngineOptions", "EngineStats", "run_requests"]

@@ -105,6 +105,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
               for name in spec.probes}
     ensure_writable(out_root)
     backend = load_backend(spec.model)
+    model_facts = backend.describe()
     t_load = time.perf_counter()
 
     asked = {name: p.requests() for name, p in probes.items()}
@@ -115,7 +116,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
         "status": "running",
         "command": command,
         "spec": asdict(spec),
-        "model": backend.describe(),
+        "model": model_facts,
         "backend_id": backend.id,
         "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
                           "requests": len(asked[name])} for name, p in probes.items()},
@@ -151,7 +152,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
                    "aggregate": round(t_end - t_model, 3), "total": round(t_end - t0, 3)},
     )
     write_manifest(run_dir, manifest)
-    return RunOutcome(run_dir, summary, stats, t_end - t0, backend.describe())
+    return RunOutcome(run_dir, summary, stats, t_end - t0, model_facts)
 
 
 def format_summary(outcome: RunOutcome) -> str:

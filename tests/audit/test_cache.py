@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.cache import ResultCache, as_mapping, keys_for, request_key
+from audit.cache import ResultCache, keys_for, request_key
 from audit.types import Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Sample
 
 SAMPLED = GenParams(max_new_tokens=16, do_sample=True, temperature=0.7, top_p=0.9, n=2)
@@ -79,11 +79,9 @@ def test_equal_requests_have_equal_keys() -> None:
     assert request_key("m", a, 0) == request_key("m", b, 0)
 
 
-def test_keys_for_and_as_mapping_keep_order() -> None:
+def test_keys_for_keeps_order() -> None:
     reqs = [LogLikelihood("", "a"), LogLikelihood("", "b")]
     assert keys_for("m", reqs, 3) == [request_key("m", reqs[0], 3), request_key("m", reqs[1], 3)]
-    res = [LogLikelihoodResult(-1.0, 1, True), LogLikelihoodResult(-2.0, 1, False)]
-    assert as_mapping(reqs, res) == {reqs[0]: res[0], reqs[1]: res[1]}
 
 
 # ---------------------------------------------------------------------------------------------
