@@ -45,6 +45,10 @@ def _label(o: RuleOutcome) -> str:
     return o.rule.metric if o.quantity == "value" else f"{o.rule.metric} ({o.quantity})"
 
 
+def _not_run(result: GateResult) -> list[str]:
+    return [o.rule.metric for o in result.outcomes if o.verdict == "not run"]
+
+
 def _methods(result: GateResult) -> list[str]:
     return list(dict.fromkeys(o.method for o in result.outcomes if o.method))
 
@@ -52,7 +56,7 @@ def _methods(result: GateResult) -> list[str]:
 def format_console(result: GateResult) -> str:
     """The table a CI log shows: metric, baseline, candidate, delta, CI of the delta, p, verdict."""
     rows = [(_label(o), _num(o.baseline), _num(o.candidate), _num(o.delta, True), _ci(o), _p(o.p),
-             _VERDICT[o.verdict]) for o in result.outcomes]
+             _VERDICT[o.verdict]) for o in result.outcomes if o.verdict != "not run"]
     head = ("rule", "baseline", "candidate", "delta", "95% CI of delta", "p", "verdict")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     align = ["<", ">", ">", ">", "<", ">", "<"]
@@ -63,6 +67,8 @@ def format_console(result: GateResult) -> str:
     out = [f"gate: baseline {result.baseline}", f"      candidate {result.candidate}",
            f"      policy {result.policy.source}", ""]
     out += [line(head), "-" * len(line(head))] + [line(r) for r in rows]
+    if _not_run(result):
+        out.append(f"not run (probe in neither run): {', '.join(_not_run(result))}")
     details = [(o, r) for o in result.outcomes for r in o.reasons if o.verdict != "not run"]
     if details:
         out.append("")
@@ -101,9 +107,11 @@ def format_markdown(result: GateResult) -> str:
            f"- policy: {_md(result.policy.source)}", ""]
     out.append("| rule | baseline | candidate | delta | 95% CI of delta | p | verdict |")
     out.append("|---|---:|---:|---:|---|---:|---|")
-    for o in result.outcomes:
+    for o in (o for o in result.outcomes if o.verdict != "not run"):
         out.append(f"| `{_md(_label(o))}` | {_num(o.baseline)} | {_num(o.candidate)} | {_num(o.delta, True)} | "
                    f"{_ci(o)} | {_p(o.p)} | {_ICON[o.verdict]} |")
+    if _not_run(result):
+        out += ["", "Not run (probe in neither run): " + ", ".join(f"`{m}`" for m in _not_run(result))]
     details = [(o, r) for o in result.outcomes for r in o.reasons if o.verdict != "not run"]
     if details:
         out.append("")
@@ -155,6 +163,16 @@ def junit_xml(result: GateResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+def _write(path: Path, text: str) -> None:
+    """A regular file is replaced atomically; a device or pipe (/dev/stdout, a FIFO) is written to,
+    never renamed over."""
+    if path.exists() and not path.resolve().is_file():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        atomic_write_text(path, text)
+
+
 def write_outputs(result: GateResult, *, junit: Path | None = None, markdown: Path | None = None,
                   environ: Mapping[str, str] | None = None) -> list[Path]:
     """Write the JUnit and Markdown files asked for, and append the Markdown to $GITHUB_STEP_SUMMARY
@@ -165,7 +183,7 @@ def write_outputs(result: GateResult, *, junit: Path | None = None, markdown: Pa
     for path, text in ((junit, junit_xml(result) if junit else ""), (markdown, md)):
         if path is not None:
             try:
-                atomic_write_text(Path(path), text)
+                _write(Path(path), text)
             except OSError as e:
                 raise AuditError(f"{path}: cannot write it ({e.strerror or e})") from None
             written.append(Path(path))

@@ -225,3 +225,21 @@ def test_markdown_escapes_run_paths(tmp_path: Path) -> None:
     a = write_run(tmp_path, "a|<b>", {RTP: rtp_probe([0, 1])})
     md = format_markdown(gate_paths(a, a, parse_policy({"rtp.toxicity_probability": {"max_increase": 1}}, "t")))
     assert "a\\|&lt;b&gt;" in md and "<b>" not in md
+
+
+def test_outputs_to_a_pipe_are_written_not_renamed_over(tmp_path: Path) -> None:
+    # `--markdown /dev/stdout` must write to the stream; an atomic rename would replace the device
+    import os
+    import threading
+
+    a = write_run(tmp_path, "a", {RTP: rtp_probe([0, 1])})
+    result = gate_paths(a, a, parse_policy({"rtp.toxicity_probability": {"max_increase": 1}}, "t"))
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text(encoding="utf-8")))
+    reader.start()
+    write_outputs(result, markdown=pipe, environ={})
+    reader.join(timeout=60)
+    assert got == [format_markdown(result)]
+    assert pipe.is_fifo()
