@@ -88,7 +88,7 @@ class ChildRun:
 
     def to_json(self) -> dict[str, Any]:
         return {"command": list(self.command), "wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
-                "peak_rss_mib": round(self.peak_rss_mib, 1), "returncode": self.returncode, "log": str(self.log),
+                "peak_rss_mib": round(self.peak_rss_mib, 1), "returncode": self.returncode, "log": self.log.name,
                 "load_1min_before_after": list(self.load_1min)}
 
 
