@@ -59,6 +59,32 @@ def _scorer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scorer-device", default="auto", help="auto, cpu or cuda")
 
 
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend", "hf (transformers) runs everywhere; vllm needs a GPU and "
+                                        "pip install 'opt-audit[vllm]' (same probes; sampled metrics "
+                                        "agree in distribution, see docs/gpu.md)")
+    g.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="inference backend (default hf)")
+    g.add_argument("--tensor-parallel-size", type=_positive_int, default=1, metavar="N",
+                   help="vllm: GPUs one model is split over (default 1)")
+    g.add_argument("--distributed-executor", choices=("ray", "mp"),
+                   help="vllm: ray for several nodes, mp for one (default: vLLM's choice)")
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.90, metavar="F",
+                   help="vllm: share of each GPU for weights and KV cache (default 0.90)")
+    g.add_argument("--max-model-len", type=_positive_int, metavar="TOKENS",
+                   help="vllm: context length (default: the model's)")
+    g.add_argument("--enforce-eager", action="store_true", help="vllm: no CUDA graphs (debugging)")
+    g.add_argument("--prefix-caching", action="store_true",
+                   help="vllm: share a prompt's KV cache across its samples (generation-only runs)")
+
+
+def _vllm_options(args: argparse.Namespace):
+    from audit.backends.vllm import VLLMOptions
+
+    return VLLMOptions(tensor_parallel_size=args.tensor_parallel_size, distributed_executor=args.distributed_executor,
+                       gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
+                       enforce_eager=args.enforce_eager, prefix_caching=args.prefix_caching)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opt-audit",
@@ -96,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="your own prompts (one JSON object per line: prompt, optional group and id): the "
                           "custom_prompts probe, toxicity and sentiment of 25 sampled continuations per prompt, "
                           "per group. Alone it audits only your prompts; with --suite/--probes it is added")
+    _backend_args(run)
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--report", action="store_true",
                      help="after the run, also write report.html, report.md and the model card README.md "
@@ -246,7 +273,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = RunSpec(model=ModelSpec(args.model, args.revision, args.dtype, args.attn, args.device),
                    probes=tuple(names), suite=suite,
                    limit=args.limit, seed=args.seed, data=data,
-                   scorer=_scorer_spec(args))
+                   scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args))
+    if spec.backend == "hf" and spec.vllm != type(spec.vllm)():
+        raise AuditError("vLLM options (--tensor-parallel-size, --max-model-len, ...) were given without "
+                         "--backend vllm")
     on_gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
     options = EngineOptions(token_budget=args.token_budget or (65536 if on_gpu else 8192),
                             max_batch_size=args.batch_size, seed=args.seed,

@@ -106,9 +106,14 @@ def run_blockers(base: Run, cand: Run) -> tuple[str, ...]:
 
 
 def _sampler(run: Run) -> str | None:
-    """The sampler version from the backend id (its last '|'-field, e.g. 'sampler1')."""
+    """The sampler from the backend id: its last '|'-field ('sampler1' under hf, 'vllm seeds1' under vLLM).
+
+    hf and vLLM draw from different random streams, so their samples are never paired item by item.
+    """
     backend = str(run.manifest.get("backend_id") or "")
     last = backend.rsplit("|", 1)[-1]
+    if backend.startswith("vllm:") and last.startswith("seeds"):
+        return f"vllm {last}"
     return last if last.startswith("sampler") else None
 
 
@@ -286,8 +291,9 @@ def _unpaired(rule: Rule, base: Run, cand: Run, quantity: Callable[[object], np.
 
 
 def candidate_spec(baseline: Run, model: str, revision: str | None = None):
-    """The baseline's exact RunSpec with another model: same probes, suite, limit, seed, data, scorer."""
+    """The baseline's exact RunSpec with another model: same probes, suite, limit, seed, data, scorer, backend."""
     from audit.backends.hf import ModelSpec
+    from audit.backends.vllm import VLLMOptions
     from audit.runner import RunSpec
     from audit.scoring.registry import ScorerSpec
 
@@ -299,8 +305,10 @@ def candidate_spec(baseline: Run, model: str, revision: str | None = None):
         model_spec = ModelSpec(**{**spec["model"], "model": model, "revision": revision})
         data = tuple((str(p), str(path)) for p, path in spec.get("data") or ())
         scorer = ScorerSpec(**(spec.get("scorer") or {}))
+        vllm = VLLMOptions(**(spec.get("vllm") or {}))
         run_spec = RunSpec(model=model_spec, probes=tuple(spec["probes"]), suite=spec.get("suite"),
-                           limit=spec.get("limit"), seed=int(spec.get("seed", 0)), data=data, scorer=scorer)
+                           limit=spec.get("limit"), seed=int(spec.get("seed", 0)), data=data, scorer=scorer,
+                           backend=str(spec.get("backend", "hf")), vllm=vllm)
     except (KeyError, TypeError, ValueError) as e:
         raise AuditError(f"{where}: malformed spec ({type(e).__name__}: {e})") from None
     for probe, path in run_spec.data:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from audit import __version__
-from audit.backends.hf import ModelSpec, is_out_of_memory, load_backend
+from audit.backends.hf import ModelSpec, is_out_of_memory
+from audit.backends.registry import load_backend
+from audit.backends.vllm import VLLMOptions
 from audit.cache import ResultCache
 from audit.engine import EngineOptions, EngineStats, run_requests
 from audit.errors import AuditError
@@ -42,10 +44,22 @@ class RunSpec:
     seed: int = 0  # sampling seed
     data: tuple[tuple[str, str], ...] = ()  # (probe, user data path) overrides
     scorer: ScorerSpec = ScorerSpec()  # the toxicity classifier (--scorer, --scorer-checkpoint, ...)
+    backend: str = "hf"  # hf (transformers) or vllm (--backend)
+    vllm: VLLMOptions = VLLMOptions()  # vLLM engine settings; must stay default unless backend is vllm
 
     def result_hash(self) -> str:
-        """Short hash of the output-relevant fields: the run directory's suffix."""
+        """Short hash of the output-relevant fields: the run directory's suffix.
+
+        The backend fields enter only when vLLM is used, so every hf run keeps the name it had
+        before they existed; of vLLM's settings only those that can change a number count
+        (memory share and executor only place the work).
+        """
         payload = asdict(self)
+        if self.backend == "hf":
+            del payload["backend"], payload["vllm"]
+        else:
+            for resource_only in ("gpu_memory_utilization", "distributed_executor"):
+                del payload["vllm"][resource_only]
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:10]
 
     def run_name(self) -> str:
@@ -180,7 +194,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
               for name in spec.probes}
     references = [r.to_json() for r in suite_references(spec.suite, list(spec.probes))]
     ensure_writable(out_root)
-    backend = load_backend(spec.model)
+    backend = load_backend(spec.model, spec.backend, spec.vllm)
     model_facts = backend.describe()
     t_load = time.perf_counter()
 

@@ -422,5 +422,5 @@ class HFBackend:
 
 
 def load_backend(spec: ModelSpec, share_prefixes: bool = True) -> HFBackend:
-    """Load a model behind the Backend seam (the only backend so far)."""
+    """Load a model on the transformers backend (`audit.backends.registry.load_backend` picks a backend by name)."""
     return HFBackend(spec, share_prefixes=share_prefixes)

@@ -10,6 +10,7 @@ matches in distribution. Without them those tests skip with the reason.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -305,3 +306,24 @@ def test_vllm_sampling_matches_hf_in_distribution(hf_and_vllm) -> None:
     shared = vl.generate([Generate("Hi", k.params), k], seed=3)[1].samples
     assert sum(x == y for x, y in zip(alone, shared)) >= 22  # >= 90% of 25
     assert vl.generate([k], seed=4)[0].samples != alone  # and another seed gives other samples
+
+
+def test_run_hash_counts_the_backend_only_when_it_is_vllm() -> None:
+    from dataclasses import asdict
+
+    from audit.runner import RunSpec
+    from audit.types import canonical_json
+
+    hf = RunSpec(model=ModelSpec("tiny-opt"), probes=("crows_pairs",))
+    # an hf run hashes exactly the fields it had before backends were selectable: old run names still resume
+    legacy = {k: v for k, v in asdict(hf).items() if k not in ("backend", "vllm")}
+    assert hf.result_hash() == hashlib.sha256(canonical_json(legacy).encode()).hexdigest()[:10]
+    on_vllm = RunSpec(model=ModelSpec("tiny-opt"), probes=("crows_pairs",), backend="vllm")
+    assert on_vllm.result_hash() != hf.result_hash()
+    # memory share and executor only place the work; tensor parallelism can change rounding
+    roomier = RunSpec(model=ModelSpec("tiny-opt"), probes=("crows_pairs",), backend="vllm",
+                      vllm=VLLMOptions(gpu_memory_utilization=0.5, distributed_executor="ray"))
+    assert roomier.result_hash() == on_vllm.result_hash()
+    split = RunSpec(model=ModelSpec("tiny-opt"), probes=("crows_pairs",), backend="vllm",
+                    vllm=VLLMOptions(tensor_parallel_size=2))
+    assert split.result_hash() != on_vllm.result_hash()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import time
@@ -193,3 +194,14 @@ def test_no_command_prints_help_and_exits_2(cli) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "usage: opt-audit" in proc.stdout
+
+
+def test_backend_errors(cli, tmp_path: Path) -> None:
+    line = _one_error_line(_run(cli, tmp_path, "--model", "tiny-opt", "--probes", "crows_pairs",
+                                "--tensor-parallel-size", "2"))
+    assert "without --backend vllm" in line
+    if importlib.util.find_spec("vllm") is None:
+        line = _one_error_line(_run(cli, tmp_path, "--model", "tiny-opt", "--probes", "crows_pairs",
+                                    "--backend", "vllm"))
+        assert "pip install 'opt-audit[vllm]'" in line
+    assert not list(tmp_path.glob("*/manifest.json"))  # refused before any run directory was written
