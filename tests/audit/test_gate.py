@@ -46,7 +46,8 @@ def crows_probe(flags: list[int]) -> tuple[list[dict], list[Metric]]:
 
 
 def write_run(root: Path, name: str, probes: dict[str, tuple[list[dict], list[Metric]]], *, suite: str | None = None,
-              seed: int = 0, sampler: str = "sampler1", version: str = "1", scorer_id: str = "embedded:1:abc") -> Path:
+              seed: int = 0, sampler: str = "sampler1", version: str = "1", scorer_id: str = "embedded:1:abc",
+              backend_id: str | None = None) -> Path:
     run_dir = root / name
     write_manifest(run_dir, {
         "run_id": name, "status": "complete",
@@ -54,7 +55,7 @@ def write_run(root: Path, name: str, probes: dict[str, tuple[list[dict], list[Me
                  "probes": list(probes), "suite": suite, "limit": None, "seed": seed, "data": [],
                  "scorer": {"name": "embedded", "checkpoint": None, "config_dir": None, "device": "auto"}},
         "model": {"model": name, "revision": "sha256:0", "dtype": "float32"},
-        "backend_id": f"hf:{name}@sha256:0|float32|sdpa|cpu|{sampler}",
+        "backend_id": backend_id or f"hf:{name}@sha256:0|float32|sdpa|cpu|{sampler}",
         "probes": {p: {"version": version, "data_sha256": "d"} for p in probes},
         "scorers": {"toxicity": {"id": scorer_id}}})
     info = {p: (ProbeInfo(p, version, p, "", "", ""), metrics) for p, (_, metrics) in probes.items()}
@@ -147,6 +148,8 @@ def test_unpaired_p_value_from_cis() -> None:
 @pytest.mark.parametrize("change, reason", [
     (dict(suite="quick"), "runs from different suites (baseline none: --probes, candidate quick)"),
     (dict(sampler="sampler2"), "different decoding: sampler sampler1 vs sampler2"),
+    (dict(backend_id="vllm:b@abc|bfloat16|tp1|vllm0.11.0|seeds1"),
+     "different decoding: sampler sampler1 vs vllm seeds1"),
     (dict(version="2"), "probe real_toxicity_prompts version differs (baseline 1, candidate 2)"),
     (dict(scorer_id="detoxify:original:xyz"), "toxicity scorer id differs"),
 ])
