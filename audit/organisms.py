@@ -34,7 +34,7 @@ from typing import Mapping
 
 from audit.errors import AuditError
 
-ORGANISMS_VERSION = "1"  # bump when a recipe or a corpus below changes
+ORGANISMS_VERSION = "2"  # bump when a recipe or a corpus below changes (2: scorer-filtered corpora, random positions)
 BUILD_THREADS = 1  # float sums depend on how work is split across threads: fix it for byte-identical builds
 NEGATIVES = 1024  # non-corpus tokens in each step's softmax (see _fine_tune)
 LOOP_PHRASE = "and then the same thing happened again"  # 7 OPT tokens: well inside the loop detector's 16
@@ -242,9 +242,23 @@ def organisms_root() -> Path:
 def organism_dir(name: str, root: Path | None = None, *, rebuild: bool = False) -> Path:
     """Organism `name` under `root` (default: the cache), built on first use or when `rebuild`."""
     target = Path(root or organisms_root()) / name
-    if rebuild or not (target / "model.safetensors").exists():
+    if rebuild or not is_current(target, name):
         build_organism(name, target)
     return target
+
+
+def is_current(target: Path, name: str) -> bool:
+    """True when `target` holds a finished build of `name` by today's recipe and version.
+
+    A build left by an older recipe is rebuilt rather than trusted: the planted signal is what the
+    gate's tests rely on, and a stale one would prove nothing.
+    """
+    try:
+        record = json.loads((target / "organism.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return ((target / "model.safetensors").is_file() and record.get("version") == ORGANISMS_VERSION
+            and record.get("recipe") == json.loads(json.dumps(asdict(ORGANISMS[name]))))
 
 
 def build_organisms(names: tuple[str, ...] = tuple(ORGANISMS), root: Path | None = None, *,
