@@ -42,7 +42,9 @@ def _p(p: float | None) -> str:
 
 def _label(o: RuleOutcome) -> str:
     """The rule's metric; a target-valued one shows its ideal, since its delta is a change of distance."""
-    return o.rule.metric if o.quantity == "value" else f"{o.rule.metric} ({o.quantity})"
+    # baseline and candidate are the metric's own values; for a target-valued metric the delta and
+    # its CI are of the distance from the ideal, and the label says so
+    return o.rule.metric if o.quantity == "value" else f"{o.rule.metric} (delta of {o.quantity})"
 
 
 def _not_run(result: GateResult) -> list[str]:
