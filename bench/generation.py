@@ -200,6 +200,38 @@ def compare_greedy(engine: Sequence[Sequence[Sequence[int]]], loop: Sequence[Seq
     return {"prompts": len(engine), "identical": same, "differing": first_diff}
 
 
+def sampler_breakdown(rows: int, vocab: int = 50272, top_p: float = 0.9, repeats: int = 3) -> dict[str, Any]:
+    """Per decode step, what the seeded nucleus sampler costs on `rows` rows of a flat distribution.
+
+    Why: on CPU these two costs grow with rows x vocabulary and batching cannot share them, so they
+    bound what any engine gains on sampled generation. Measured on random logits (std 0.5, the
+    near-uniform distributions a random model gives): the top-p sort, and the per-row seeded draws
+    (`torch.multinomial` with each sample's own generator), against the softmax alone.
+    """
+    import torch
+
+    from audit.backends.sampling import nucleus_filter
+
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)) * 0.5
+    probs = nucleus_filter(logits, 1.0, top_p)
+    gens = [torch.Generator().manual_seed(i) for i in range(rows)]
+
+    def best_ms(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return round(min(times) * 1000, 1)
+
+    return {"rows": rows, "vocab": vocab, "top_p": top_p,
+            "softmax_ms": best_ms(lambda: torch.softmax(logits, dim=-1)),
+            "top_p_filter_ms": best_ms(lambda: nucleus_filter(logits, 1.0, top_p)),
+            "seeded_draws_ms": best_ms(lambda: [torch.multinomial(probs[i], 1, generator=g)
+                                                for i, g in enumerate(gens)])}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
@@ -261,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               flush=True)
                 entry[key] = summarize(runs, setting)
             results["models"][model] = entry
+    results["sampler_per_step"] = sampler_breakdown(N_PROMPTS * args.k)
     results["machine"]["load_average_at_end"] = load_average()
     path = write_result("generation", results)
     print_summary(results)
@@ -304,6 +337,11 @@ def print_summary(r: Mapping[str, Any]) -> None:
             print(f"{model:17}{r['settings'][key]['name']:14}{e['tokens_per_s']:>13.1f}{lp['tokens_per_s']:>12.1f}"
                   f"{s['ratio_tokens_per_s']:>7.1f}x{e['peak_rss_mib']:>10.0f}Mi{lp['peak_rss_mib']:>8.0f}Mi  {same}")
     print(f"target: engine >= {r['target_ratio_greedy']:.0f}x the per-prompt loop on CPU for the 64-prompt workload")
+    b = r.get("sampler_per_step")
+    if b:
+        print(f"sampled decoding, per step on {b['rows']} rows x {b['vocab']} tokens (flat logits): softmax "
+              f"{b['softmax_ms']} ms, top-p filter {b['top_p_filter_ms']} ms, seeded draws {b['seeded_draws_ms']} ms: "
+              "per-row work that batching cannot share")
 
 
 if __name__ == "__main__":

@@ -25,40 +25,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-TRAP = """
-window.__xss = [];
-for (const name of ["alert", "confirm", "prompt"]) {
-  window[name] = (msg) => { window.__xss.push(name + ":" + String(msg)); };
-}
-"""
 PAGE_MARKERS = {"Runs": "runs shown", "Overview": "What a metric means", "Bias": "Drill into a group",
                 "Toxicity": "Distribution of toxicity scores", "Repetition": "Generations",
                 "Samples": "samples match", "Compare": "Item by item", "Model card": "Model card: tiny-opt"}
 NO_BASELINE_MARKER = "Choose a baseline"
-
-
-def _hostile_fixtures():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("report_fixtures_for_dash_browser",
-                                                  REPO / "tests" / "reports" / "report_fixtures.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def sync_playwright():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make browser installs Debian's chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("python playwright is not installed (pip install -e '.[test]')")
-    return sync_playwright
 
 
 def _free_port() -> int:
@@ -82,17 +53,17 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
 
 
 @pytest.fixture()
-def runs_folder(quick_run, tmp_path: Path) -> tuple[Path, str, str, str]:
+def runs_folder(quick_run, report_fixtures, tmp_path: Path) -> tuple[Path, str, str, str]:
     """(folder, the real run's name, its copy's name, the hostile run's name)."""
     folder = tmp_path / "runs"
     real = folder / quick_run.path.name
     shutil.copytree(quick_run.path, real, ignore=shutil.ignore_patterns("cache.sqlite*"))
     shutil.copytree(real, folder / "baseline_copy")
-    _hostile_fixtures().build_run(folder / "hostile_fixture")
+    report_fixtures.build_run(folder / "hostile_fixture")
     return folder, real.name, "baseline_copy", "hostile_fixture"
 
 
-def test_dashboard_in_chromium(sync_playwright, runs_folder, cli_env) -> None:
+def test_dashboard_in_chromium(chromium, xss_trap, report_fixtures, runs_folder, cli_env) -> None:
     from audit.store import load_run
     from dashboards.filtering import SampleFilter, apply_filter
     from dashboards.samples import sample_frame
@@ -118,101 +89,96 @@ def test_dashboard_in_chromium(sync_playwright, runs_folder, cli_env) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         _wait_healthy(base, server)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-            try:
-                context = browser.new_context(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
-                context.add_init_script(TRAP)
+        context = chromium.new_context(viewport={"width": 1280, "height": 1400}, accept_downloads=True)
+        context.add_init_script(xss_trap)
 
-                def refuse(route) -> None:
-                    blocked.append(route.request.url)
-                    route.abort()
+        def refuse(route) -> None:
+            blocked.append(route.request.url)
+            route.abort()
 
-                context.route(re.compile(r"^(?!(https?|wss?)://(localhost|127\.0\.0\.1)[:/]).*"), refuse)
-                page = context.new_page()
-                page.on("request", lambda r: requests.append(r.url))
-                page.on("websocket", lambda ws: requests.append(ws.url))
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-                sidebar = page.get_by_test_id("stSidebar")
+        context.route(re.compile(r"^(?!(https?|wss?)://(localhost|127\.0\.0\.1)[:/]).*"), refuse)
+        page = context.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("websocket", lambda ws: requests.append(ws.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        sidebar = page.get_by_test_id("stSidebar")
 
-                def main_text(text: str, timeout: float = 30_000) -> None:
-                    page.get_by_test_id("stMain").get_by_text(text).first.wait_for(timeout=timeout)
+        def main_text(text: str, timeout: float = 30_000) -> None:
+            page.get_by_test_id("stMain").get_by_text(text).first.wait_for(timeout=timeout)
 
-                def choose(label: str, option: str) -> None:
-                    sidebar.get_by_test_id("stSelectbox").filter(has_text=label).click()
-                    page.get_by_role("option", name=option, exact=True).click()
+        def choose(label: str, option: str) -> None:
+            sidebar.get_by_test_id("stSelectbox").filter(has_text=label).click()
+            page.get_by_role("option", name=option, exact=True).click()
 
-                def open_page(name: str, shot: str, marker: str | None = None) -> None:
-                    sidebar.get_by_test_id("stRadio").get_by_text(name, exact=True).click()
-                    main_text(marker or PAGE_MARKERS[name])
-                    page.wait_for_timeout(300)  # let charts finish drawing for the screenshot
-                    page.screenshot(path=str(ARTIFACTS / f"dashboard-{shot}.png"))
+        def open_page(name: str, shot: str, marker: str | None = None) -> None:
+            sidebar.get_by_test_id("stRadio").get_by_text(name, exact=True).click()
+            main_text(marker or PAGE_MARKERS[name])
+            page.wait_for_timeout(300)  # let charts finish drawing for the screenshot
+            page.screenshot(path=str(ARTIFACTS / f"dashboard-{shot}.png"))
 
-                page.goto(base, wait_until="domcontentloaded")
-                main_text("3 of 3 runs shown · 3 open · 0 with a problem", 60_000)
+        page.goto(base, wait_until="domcontentloaded")
+        main_text("3 of 3 runs shown · 3 open · 0 with a problem", 60_000)
 
-                # choose the real run, then visit every page in order, acting on each
-                choose("Run", real)
-                main_text("Open a run")
-                page.screenshot(path=str(ARTIFACTS / "dashboard-runs.png"))
-                for name in ("Overview", "Bias", "Toxicity", "Repetition"):
-                    open_page(name, name.lower())
-                    assert page.get_by_test_id("stException").count() == 0, name
-                    assert page.get_by_test_id("stMain").get_by_text(f"Run {real}").count() >= 1
-                    if name == "Bias":  # a real CrowS-Pairs chart, drawn by plotly
-                        page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        # choose the real run, then visit every page in order, acting on each
+        choose("Run", real)
+        main_text("Open a run")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-runs.png"))
+        for name in ("Overview", "Bias", "Toxicity", "Repetition"):
+            open_page(name, name.lower())
+            assert page.get_by_test_id("stException").count() == 0, name
+            assert page.get_by_test_id("stMain").get_by_text(f"Run {real}").count() >= 1
+            if name == "Bias":  # a real CrowS-Pairs chart, drawn by plotly
+                page.locator(".js-plotly-plot .main-svg").first.wait_for()
 
-                # Samples: search; wait for the count of the new state
-                open_page("Samples", "samples", f"{len(frame):,} of {len(frame):,} samples match")
-                search = page.get_by_test_id("stMain").get_by_label("Search text")
-                search.fill(query)
-                search.press("Enter")
-                main_text(f"{expected:,} of {len(frame):,} samples match")
-                page.screenshot(path=str(ARTIFACTS / "dashboard-samples-filtered.png"))
+        # Samples: search; wait for the count of the new state
+        open_page("Samples", "samples", f"{len(frame):,} of {len(frame):,} samples match")
+        search = page.get_by_test_id("stMain").get_by_label("Search text")
+        search.fill(query)
+        search.press("Enter")
+        main_text(f"{expected:,} of {len(frame):,} samples match")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-samples-filtered.png"))
 
-                # Compare: first without a baseline, then against the copy (identical: nothing moves)
-                open_page("Compare", "compare-no-baseline", NO_BASELINE_MARKER)
-                choose("Compare with", copy)
-                main_text("Item by item")
-                main_text("Items that changed")
-                page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"))
-                metrics = page.get_by_test_id("stMetric")
-                values = dict(zip(metrics.locator("[data-testid=stMetricLabel]").all_inner_texts(),
-                                  metrics.locator("[data-testid=stMetricValue]").all_inner_texts()))
-                assert values["Significantly better"] == "0" and values["Significantly worse"] == "0"
-                assert values["Items that changed"] == "0"
+        # Compare: first without a baseline, then against the copy (identical: nothing moves)
+        open_page("Compare", "compare-no-baseline", NO_BASELINE_MARKER)
+        choose("Compare with", copy)
+        main_text("Item by item")
+        main_text("Items that changed")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"))
+        metrics = page.get_by_test_id("stMetric")
+        values = dict(zip(metrics.locator("[data-testid=stMetricLabel]").all_inner_texts(),
+                          metrics.locator("[data-testid=stMetricValue]").all_inner_texts()))
+        assert values["Significantly better"] == "0" and values["Significantly worse"] == "0"
+        assert values["Items that changed"] == "0"
 
-                # Model card: the download is the card `opt-audit card` writes
-                open_page("Model card", "model-card")
-                with page.expect_download() as info:
-                    page.get_by_role("button", name="Download model card (README.md)").click()
-                download = info.value
-                assert download.suggested_filename == "README.md"
-                assert Path(download.path()).read_text(encoding="utf-8") == build_card(run, CardInfo())
-                assert page.get_by_test_id("stException").count() == 0
+        # Model card: the download is the card `opt-audit card` writes
+        open_page("Model card", "model-card")
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Download model card (README.md)").click()
+        download = info.value
+        assert download.suggested_filename == "README.md"
+        assert Path(download.path()).read_text(encoding="utf-8") == build_card(run, CardInfo())
+        assert page.get_by_test_id("stException").count() == 0
 
-                # Hostile run: payloads in model text are shown as text and never run
-                fx = _hostile_fixtures()
-                choose("Run", hostile)
-                open_page("Toxicity", "toxicity-hostile")
-                page.get_by_test_id("stMain").get_by_text("Show the most toxic continuations").click()
-                main_text("Top 10 of 10 scored continuations")
-                main_text("toxicity 0.010")  # the tenth and last one has been drawn
-                text = page.inner_text("body")
-                open_page("Repetition", "repetition-hostile")
-                main_text("loop from character")
-                text += page.inner_text("body")
-                for payload in fx.PAYLOADS:
-                    assert payload in text, payload
-                injected = page.evaluate("""() => ({
-                    imgs: document.querySelectorAll('img[src="x"]').length,
-                    links: Array.from(document.querySelectorAll('a')).filter(
-                        a => (a.getAttribute('href') || '').startsWith('javascript')).length,
-                    xss: window.__xss})""")
-                assert injected == {"imgs": 0, "links": 0, "xss": []}
-            finally:
-                browser.close()
+        # Hostile run: payloads in model text are shown as text and never run
+        fx = report_fixtures
+        choose("Run", hostile)
+        open_page("Toxicity", "toxicity-hostile")
+        page.get_by_test_id("stMain").get_by_text("Show the most toxic continuations").click()
+        main_text("Top 10 of 10 scored continuations")
+        main_text("toxicity 0.010")  # the tenth and last one has been drawn
+        text = page.inner_text("body")
+        open_page("Repetition", "repetition-hostile")
+        main_text("loop from character")
+        text += page.inner_text("body")
+        for payload in fx.PAYLOADS:
+            assert payload in text, payload
+        injected = page.evaluate("""() => ({
+            imgs: document.querySelectorAll('img[src="x"]').length,
+            links: Array.from(document.querySelectorAll('a')).filter(
+                a => (a.getAttribute('href') || '').startsWith('javascript')).length,
+            xss: window.__xss})""")
+        assert injected == {"imgs": 0, "links": 0, "xss": []}
     finally:
         os.killpg(server.pid, 15)
         try:

@@ -8,54 +8,20 @@ test-artifacts/report.png for a human to look at.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 
-# Installed before any page script runs: a payload that executes calls alert/confirm/prompt or
-# sets window.__xss, and either is recorded instead of opening a dialog.
-TRAP = """
-window.__xss = [];
-for (const name of ["alert", "confirm", "prompt"]) {
-  window[name] = (msg) => { window.__xss.push(name + ":" + String(msg)); };
-}
-"""
 
-
-def _fixtures():
-    """tests/reports/report_fixtures.py, loaded by path (tests/ folders are not packages)."""
-    path = REPO / "tests" / "reports" / "report_fixtures.py"
-    spec = importlib.util.spec_from_file_location("report_fixtures_for_browser", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def sync_playwright():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("python playwright is not installed")
-    return sync_playwright
-
-
-def test_report_renders_offline_and_inert(sync_playwright, tmp_path: Path) -> None:
+def test_report_renders_offline_and_inert(chromium, xss_trap, report_fixtures, tmp_path: Path) -> None:
     from audit.store import load_run
     from reports.render import write_report
     from reports.view import build_view
 
-    fx = _fixtures()
+    fx = report_fixtures
     run = fx.build_run(tmp_path / "tiny-opt_quick_fixture")
     base = fx.build_run(tmp_path / "baseline", shift=-20.0, seed=1)
     html_path, = write_report(run, compare=base, formats=("html",), out=tmp_path / "out")
@@ -68,55 +34,50 @@ def test_report_renders_offline_and_inert(sync_playwright, tmp_path: Path) -> No
     requests: list[str] = []
     blocked: list[str] = []
     dialogs: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.add_init_script(TRAP)
-            page = context.new_page()
-            page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: page_errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
+    context.add_init_script(xss_trap)
+    page = context.new_page()
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
-            def refuse(route) -> None:
-                blocked.append(route.request.url)
-                route.abort()
+    def refuse(route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
 
-            page.route(re.compile(r"^(?!file:).*"), refuse)
-            page.goto(url, wait_until="load")
-            page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_figures}",
-                                   timeout=20_000)
+    page.route(re.compile(r"^(?!file:).*"), refuse)
+    page.goto(url, wait_until="load")
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_figures}",
+                           timeout=20_000)
 
-            plots = page.evaluate("""() => Array.from(document.querySelectorAll('div.chart')).map(d => ({
-                plotly: d.classList.contains('js-plotly-plot'),
-                svg: d.querySelectorAll('.main-svg').length,
-                traces: d.querySelectorAll('.trace').length}))""")
-            assert len(plots) == n_figures
-            assert all(p["plotly"] and p["svg"] >= 1 and p["traces"] >= 1 for p in plots), plots
-            assert page.locator(".js-plotly-plot").count() == n_figures
+    plots = page.evaluate("""() => Array.from(document.querySelectorAll('div.chart')).map(d => ({
+        plotly: d.classList.contains('js-plotly-plot'),
+        svg: d.querySelectorAll('.main-svg').length,
+        traces: d.querySelectorAll('.trace').length}))""")
+    assert len(plots) == n_figures
+    assert all(p["plotly"] and p["svg"] >= 1 and p["traces"] >= 1 for p in plots), plots
+    assert page.locator(".js-plotly-plot").count() == n_figures
 
-            page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
-            text = page.inner_text("body")
-            for payload in fx.PAYLOADS:
-                assert payload in text, payload
-            # the hostile group name is printed literally on the custom probe's chart axis
-            axis = page.inner_text("#chart-probe-custom-prompts-0")
-            assert fx.HOSTILE_GROUP in axis
-            hostile = page.evaluate("""() => ({
-                imgs: document.querySelectorAll('img').length,
-                handlers: Array.from(document.querySelectorAll('*')).filter(
-                    e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length,
-                scripts: document.querySelectorAll('script:not([type="application/json"])').length,
-                marks: document.querySelectorAll('mark').length})""")
-            assert hostile == {"imgs": 0, "handlers": 0, "scripts": 2, "marks": 1}
-            assert page.evaluate("() => window.__xss") == []
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    text = page.inner_text("body")
+    for payload in fx.PAYLOADS:
+        assert payload in text, payload
+    # the hostile group name is printed literally on the custom probe's chart axis
+    axis = page.inner_text("#chart-probe-custom-prompts-0")
+    assert fx.HOSTILE_GROUP in axis
+    hostile = page.evaluate("""() => ({
+        imgs: document.querySelectorAll('img').length,
+        handlers: Array.from(document.querySelectorAll('*')).filter(
+            e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length,
+        scripts: document.querySelectorAll('script:not([type="application/json"])').length,
+        marks: document.querySelectorAll('mark').length})""")
+    assert hostile == {"imgs": 0, "handlers": 0, "scripts": 2, "marks": 1}
+    assert page.evaluate("() => window.__xss") == []
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = false; })")
-            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-        finally:
-            browser.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = false; })")
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
 
     assert dialogs == []
     assert page_errors == []
