@@ -83,22 +83,11 @@ def default_policy_path() -> Path:
 
 def load_policy(path: Path | None = None) -> Policy:
     """Read and validate a policy file (the default policy when `path` is None)."""
-    import yaml
+    from audit.yamlfile import read_yaml
 
     source = Path(path) if path is not None else default_policy_path()
     label = str(source) if path is not None else f"default ({source.name})"
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AuditError(f"--policy {source}: no such file") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise AuditError(f"--policy {source}: cannot read it ({type(e).__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise AuditError(f"policy {source}: not valid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+    data = read_yaml(source, "--policy")
     return parse_policy(data, label)
 
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
 
 from audit.errors import AuditError
+from audit.store import atomic_directory
 
 ORGANISMS_VERSION = "2"  # bump when a recipe or a corpus below changes (2: scorer-filtered corpora, random positions)
 BUILD_THREADS = 1  # float sums depend on how work is split across threads: fix it for byte-identical builds
@@ -153,9 +152,7 @@ def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None) -> Pa
     finally:
         torch.set_num_threads(threads)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=str(out_dir.parent)))
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         for extra in ("LICENSE", "SOURCE.md"):
@@ -168,12 +165,6 @@ def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None) -> Pa
             f"# opt-audit organism: {name}\n\n{recipe.description}.\n\nBuilt by `opt-audit organisms build` "
             f"(organisms v{ORGANISMS_VERSION}) to prove the gate and the probes on a known signal. It is a "
             "tiny test model, not a language model anyone should use.\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

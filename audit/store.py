@@ -12,8 +12,10 @@ never sees half a file. Reports, cards, the gate and the dashboard read runs onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,26 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: Path) -> Iterator[Path]:
+    """A temporary sibling folder to fill; it replaces `out_dir` only when the block finishes.
+
+    Why: a build killed half-way (a model, an organism) must leave either the old folder or
+    none, never a folder that looks finished but holds half its files.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=str(out_dir.parent)))
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

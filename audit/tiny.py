@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from audit.store import atomic_directory
 
 TINY_NAME = "tiny-opt"
 TINY_VERSION = "1"  # bump when the config or the init below changes
@@ -98,9 +99,7 @@ def build_tiny_model(out_dir: Path, config: TinyConfig = TinyConfig(), seed: int
                 param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * config.init_std)
     model.eval()
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=str(out_dir.parent)))
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         load_opt_tokenizer().save_pretrained(str(tmp))
         for extra in ("LICENSE", "SOURCE.md"):
@@ -111,12 +110,6 @@ def build_tiny_model(out_dir: Path, config: TinyConfig = TinyConfig(), seed: int
             "with it exercise the audit pipeline only and say nothing about any real model.\n",
             encoding="utf-8",
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

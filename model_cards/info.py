@@ -18,9 +18,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from audit.errors import AuditError
+from audit.yamlfile import read_yaml
 
 
 @dataclass(frozen=True)
@@ -65,19 +64,7 @@ _LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 def load_card_info(path: Path | str) -> CardInfo:
     """Read card.yaml into a `CardInfo`; an empty file gives an empty one (all to be completed)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AuditError(f"{path}: no such card file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise AuditError(f"{path}: cannot read the card file ({e})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise AuditError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', None) or e})") from None
+    data = read_yaml(path, "card file")
     if data is None:
         return CardInfo()
     return card_info_from_mapping(data, source=str(path))

@@ -22,6 +22,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from audit.backends.padding import left_pad
+
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -30,13 +32,7 @@ def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
     """The new tokens of len(prompts) * n rows (request-major); a row that stopped is padded after
     its EOS. Prompts must leave room for max_new_tokens in the model's positions."""
     dev = model.device
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B, W) left-padded
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids, mask, positions = left_pad(prompts, pad_id)  # (B, W) each
     ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
 
     with torch.inference_mode():

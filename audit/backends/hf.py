@@ -332,29 +332,22 @@ class HFBackend:
 
     def _plain_scores(self, tokens: Sequence[tuple[list[int], list[int]]]) -> list[ContinuationScore]:
         """One left-padded forward pass; only the last max(len(cont)) positions reach the LM head."""
-        import torch
-
         from audit.backends.logprobs import score_continuations
+        from audit.backends.padding import left_pad
 
         seqs, conts = [], []
         for ctx, cont in tokens:
             full = (ctx + cont)[-(self.max_length + 1):]
             seqs.append(full[:-1])  # position j predicts full[j + 1]
             conts.append(cont)
-        width = max(len(s) for s in seqs)
         keep = max(len(c) for c in conts)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, width - len(s):] = 1
-        logits = self._forward(ids, mask, logits_to_keep=keep)  # (B, keep, V)
+        ids, mask, positions = left_pad(seqs, self.pad_id)  # (B, T) each
+        logits = self._forward(ids, mask, positions, logits_to_keep=keep)  # (B, keep, V)
         return score_continuations(logits, conts, [keep - len(c) for c in conts])
 
-    def _forward(self, ids, mask, logits_to_keep: int):
+    def _forward(self, ids, mask, position_ids, logits_to_keep: int):
         import torch
 
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
         dev = self.model.device
         with torch.inference_mode():
             return self.model(
@@ -403,12 +396,10 @@ class HFBackend:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)  # (B * n, T) left-padded
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
+        from audit.backends.padding import left_pad
+
+        ids, mask, _ = left_pad(prompts, self.pad_id)  # (B * n, T) each; generate derives positions
+        width = ids.shape[1]
         config = GenerationConfig(  # explicit: a checkpoint's generation_config.json must not leak in
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
             pad_token_id=self.pad_id, eos_token_id=self.eos_id, bos_token_id=self.bos_id,

@@ -33,6 +33,7 @@ from typing import Sequence
 
 import torch
 
+from audit.backends.padding import left_pad
 from audit.backends.logprobs import ContinuationScore, score_continuations
 
 
@@ -50,13 +51,8 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int,
     position ids given to padding."""
     dev = model.device
     prefixes = [g.context[:-1] for g in groups]
-    width = max(len(p) for p in prefixes)
-    ids = torch.full((len(groups), width), pad_id, dtype=torch.long)  # (G, W) left-padded
-    mask = torch.zeros((len(groups), width), dtype=torch.long)
-    for i, p in enumerate(prefixes):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids, mask, positions = left_pad(prefixes, pad_id)  # (G, W) each
+    width = ids.shape[1]
     owner = [i for i, g in enumerate(groups) for _ in g.continuations]  # group of each option row
     conts = [c for g in groups for c in g.continuations]
     tails = [(g.context[-1],) + c[:-1] for g in groups for c in g.continuations]
