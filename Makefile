@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test install browser clean bench
+.PHONY: demo test install browser clean bench bench-gate
 # Debian's chromium for the browser tests (report XSS check); Playwright drives it through
 # executable_path and never downloads a browser. Without it those tests skip with a reason.
 CHROMIUM := /usr/bin/chromium
@@ -45,6 +45,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/scorers.py
 	$(BIN)/python bench/likelihood_vs_lmeval.py
 	$(BIN)/python bench/generation.py
+
+# The gate's false-alarm rate: one model under 21 seeds, every pair gated (about 15 minutes on 2 cores).
+bench-gate: $(STAMP)
+	$(BIN)/python bench/gate_noise.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
