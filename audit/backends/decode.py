@@ -14,6 +14,11 @@ releases; the loop keeps `generate`'s semantics for the settings opt-audit uses:
 
 Rows are request-major (prompt 0's samples 0..n-1, then prompt 1's, ...), the order in which the
 caller seeds the sampler's generators, so a sample's row, seed and draws are those of the plain path.
+
+The KV cache is preallocated for the whole decode (`preallocate`): transformers' dynamic cache
+appends with `torch.cat`, copying every layer's keys and values at each step (18% of a 64-row
+greedy decode of an opt-125m shape on CPU). Attention still sees exactly the filled positions,
+so the numbers are unchanged (tested: identical tokens).
 """
 
 from __future__ import annotations
@@ -25,6 +30,43 @@ import torch
 from audit.backends.padding import left_pad
 
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def preallocate(cache: object, extra: int) -> bool:
+    """Give each layer of a prefilled transformers `DynamicCache` room for `extra` more positions,
+    appended in place. False (the cache left as it is) for any other cache or layer type."""
+    import types
+
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer or not torch.is_tensor(getattr(layer, "keys", None))
+                         for layer in layers):
+        return False
+    for layer in layers:
+        filled = layer.keys.shape[-2]
+        shape = (*layer.keys.shape[:-2], filled + extra, layer.keys.shape[-1])
+        layer._opt_audit_buffers = (layer.keys.new_empty(shape), layer.values.new_empty(shape))
+        layer._opt_audit_buffers[0][..., :filled, :] = layer.keys
+        layer._opt_audit_buffers[1][..., :filled, :] = layer.values
+        layer._opt_audit_filled = filled
+        layer.keys, layer.values = (b[..., :filled, :] for b in layer._opt_audit_buffers)
+        layer.update = types.MethodType(_append_in_place, layer)
+    return True
+
+
+def _append_in_place(layer, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+    """`DynamicLayer.update` without the copy: write into the buffers, return views of the filled part."""
+    start = layer._opt_audit_filled
+    end = start + key_states.shape[-2]
+    keys, values = layer._opt_audit_buffers
+    if end > keys.shape[-2]:
+        raise RuntimeError(f"KV cache preallocated for {keys.shape[-2]} positions, asked for {end}")
+    keys[..., start:end, :] = key_states
+    values[..., start:end, :] = value_states
+    layer._opt_audit_filled = end
+    layer.keys, layer.values = keys[..., :end, :], values[..., :end, :]
+    return layer.keys, layer.values
 
 
 def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int, pad_id: int,
@@ -46,6 +88,7 @@ def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
             ids = ids.repeat_interleave(n, dim=0)
             mask = mask.repeat_interleave(n, dim=0)
         rows = ids.shape[0]
+        preallocate(cache, max_new_tokens)
         next_pos = mask.sum(-1, keepdim=True)  # (B * n, 1): the position of each row's next token
         running = torch.ones(rows, dtype=torch.bool, device=dev)
         seq = ids  # prompt + tokens so far: what a logits processor is shown

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from audit.cache import ResultCache
 from audit.engine import EngineOptions, run_requests
 from audit.types import Generate, GenParams
@@ -83,3 +85,36 @@ def test_a_shared_prompt_is_counted_once_in_the_batch_cost(backend) -> None:
     assert prompt == 5
     assert backend.cost(req) == 5 + 4 * 5  # prompt once, then 5 samples x 4 new tokens = 25
     assert backend.with_sharing(False).cost(req) == (5 + 4) * 5  # five copies of prompt + new tokens = 45
+
+
+def test_preallocated_kv_cache_changes_no_token(backend, monkeypatch) -> None:
+    import audit.backends.decode as decode
+
+    used: list[bool] = []
+    real = decode.preallocate
+    monkeypatch.setattr(decode, "preallocate", lambda cache, extra: used.append(real(cache, extra)) or used[-1])
+    batches = [[Generate(p, params) for p in PROMPTS] for params in (SAMPLED, GenParams(max_new_tokens=12))]
+    fast = [backend.generate(reqs, 3) for reqs in batches]
+    assert len(used) == 2 and all(used)  # the real tiny-opt cache is a DynamicCache: the buffers were used
+    monkeypatch.setattr(decode, "preallocate", lambda cache, extra: False)  # transformers' own appends
+    assert [backend.generate(reqs, 3) for reqs in batches] == fast
+
+
+def test_preallocate_leaves_other_caches_alone_and_refuses_overflow(backend) -> None:
+    import torch
+
+    from audit.backends.decode import preallocate
+
+    assert preallocate(object(), 4) is False
+    ids = torch.tensor([[backend.bos_id, 100, 200]])
+    with torch.inference_mode():
+        cache = backend.model(input_ids=ids, use_cache=True).past_key_values
+    assert preallocate(cache, 1) is True
+    layer = cache.layers[0]
+    keys, values = layer.keys.clone(), layer.values.clone()
+    step = torch.zeros_like(keys[..., :1, :])
+    out_k, _ = layer.update(step, step)
+    assert out_k.shape[-2] == 4 and torch.equal(out_k[..., :3, :], keys) and cache.get_seq_length() == 4
+    with pytest.raises(RuntimeError, match="preallocated for 4 positions"):
+        layer.update(step, step)
+    assert torch.equal(layer.values[..., :3, :], values)
