@@ -138,11 +138,23 @@ def tail(path: Path, lines: int = 30) -> str:
         return f"(no log at {path})"
 
 
+def portable(obj: Any) -> Any:
+    """`obj` with this checkout's path written as "." and the home folder as "~": committed results
+    must not name the machine they were measured on."""
+    if isinstance(obj, str):
+        return obj.replace(str(REPO), ".").replace(str(Path.home()), "~")
+    if isinstance(obj, Mapping):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v) for v in obj]
+    return obj
+
+
 def write_result(name: str, result: Mapping[str, Any]) -> Path:
     """bench/results/<name>.json, written atomically (a killed run leaves the previous file)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(portable(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
