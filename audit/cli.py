@@ -274,9 +274,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                    probes=tuple(names), suite=suite,
                    limit=args.limit, seed=args.seed, data=data,
                    scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args))
-    if spec.backend == "hf" and spec.vllm != type(spec.vllm)():
-        raise AuditError("vLLM options (--tensor-parallel-size, --max-model-len, ...) were given without "
-                         "--backend vllm")
     on_gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
     options = EngineOptions(token_budget=args.token_budget or (65536 if on_gpu else 8192),
                             max_batch_size=args.batch_size, seed=args.seed,

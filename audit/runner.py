@@ -47,6 +47,12 @@ class RunSpec:
     backend: str = "hf"  # hf (transformers) or vllm (--backend)
     vllm: VLLMOptions = VLLMOptions()  # vLLM engine settings; must stay default unless backend is vllm
 
+    def __post_init__(self) -> None:
+        # a manifest must never record a vLLM setting that did not happen
+        if self.backend == "hf" and self.vllm != VLLMOptions():
+            raise AuditError("vLLM options (--tensor-parallel-size, --max-model-len, ...) were given without "
+                             "--backend vllm")
+
     def result_hash(self) -> str:
         """Short hash of the output-relevant fields: the run directory's suffix.
 
