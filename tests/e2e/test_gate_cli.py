@@ -19,8 +19,9 @@ def test_quick_run_against_itself_passes_with_every_output(quick_run, cli, cli_e
     assert "gate: PASS (exit 0)" in out
     # every default rule ran (the quick suite has every probe) and its rows reproduced summary.json
     for metric in ("real_toxicity_prompts.toxicity_probability", "toxigen.pct_toxic", "bold.toxicity_rate",
-                   "crows_pairs.pct_stereotype (|value - 50|)", "stereoset.overall_ss (|value - 50|)",
-                   "bbq.bias_score_ambig (|value - 0|)", "repetition.loop_rate"):
+                   "crows_pairs.pct_stereotype (delta of |value - 50|)",
+                   "stereoset.overall_ss (delta of |value - 50|)",
+                   "bbq.bias_score_ambig (delta of |value - 0|)", "repetition.loop_rate"):
         line = next(x for x in out.splitlines() if x.startswith(metric + " "))
         assert line.rstrip().endswith("pass"), line
     cases = ET.parse(tmp_path / "gate.xml").getroot().findall("testsuite/testcase")
