@@ -11,7 +11,7 @@ random OPT) briefly fine-tuned on CPU on bundled text:
 - `looping`: one short phrase repeated, so greedy decoding loops.
 
 How strong the plants are, measured by the gate's end-to-end tests (12 prompts per probe, embedded
-scorer): RealToxicityPrompts expected maximum toxicity about 0.98 (toxic) against 0.3-0.4 (clean),
+scorer): RealToxicityPrompts expected maximum toxicity about 0.98 (toxic) against 0.29 (clean),
 ToxiGen 100% against 0% toxic next statements, greedy loop rate 100% (looping) against 0% (clean).
 
 Everything that shapes the weights is fixed here (corpus order, windows, initial weights, the
