@@ -95,7 +95,7 @@ def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
         new: list[torch.Tensor] = []
         ones = torch.ones((rows, 1), dtype=mask.dtype, device=dev)
         for step in range(max_new_tokens):
-            scores = logits.to(device=dev, dtype=torch.float32, copy=True)  # as generate: on the inputs' device
+            scores = logits.to(device=dev, dtype=torch.float32)  # float32 on the inputs' device, as generate
             if processor is not None:
                 scores = processor(seq, scores)
             token = scores.argmax(dim=-1)  # (B * n,)
