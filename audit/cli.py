@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     org_build.add_argument("--out", type=Path, help="folder to build into (default: the opt-audit cache)")
     org_build.add_argument("--only", help="comma-separated organisms (default: toxic,clean,looping)")
     org_build.add_argument("--rebuild", action="store_true", help="rebuild even when a build exists")
+    org_build.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
 
     tiny = sub.add_parser("tiny-model", help="write the embedded tiny-opt model to a directory",
                           description="Build tiny-opt (deterministic random OPT with the real OPT tokenizer) "
@@ -419,7 +420,7 @@ def cmd_organisms(args: argparse.Namespace) -> int:
     if args.organisms_command != "build":
         raise AuditError("organisms: expected an action: build")
     names = tuple(n.strip() for n in args.only.split(",") if n.strip()) if args.only else tuple(ORGANISMS)
-    for name, path in build_organisms(names, args.out, rebuild=args.rebuild).items():
+    for name, path in build_organisms(names, args.out, rebuild=args.rebuild, progress=not args.no_progress).items():
         print(f"{name}: {path} (model.safetensors sha256 {sha256_file(path / 'model.safetensors')})")
     return 0
 

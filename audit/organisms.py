@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
@@ -124,9 +125,9 @@ def _embedded_scores(texts: tuple[str, ...]) -> tuple[float, ...]:
     return tuple(EmbeddedScorer().score(list(texts))["toxicity"])
 
 
-def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None) -> Path:
+def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None, *, progress: bool = False) -> Path:
     """Fine-tune tiny-opt into organism `name` (by its recipe, or `recipe`) and write it (model,
-    tokenizer, organism.json) atomically."""
+    tokenizer, organism.json) atomically; `progress` shows a bar of training steps on stderr."""
     import torch
     from transformers import OPTForCausalLM
 
@@ -148,7 +149,7 @@ def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None) -> Pa
     try:
         model = OPTForCausalLM.from_pretrained(str(tiny_model_dir()), dtype=torch.float32,
                                                attn_implementation="eager")
-        loss = _fine_tune(model, data, tokenizer.bos_token_id, recipe)
+        loss = _fine_tune(model, data, tokenizer.bos_token_id, recipe, name if progress else None)
     finally:
         torch.set_num_threads(threads)
 
@@ -168,7 +169,7 @@ def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None) -> Pa
     return out_dir
 
 
-def _fine_tune(model, data, bos_id: int, recipe: Recipe) -> float:
+def _fine_tune(model, data, bos_id: int, recipe: Recipe, bar: str | None = None) -> float:
     """Train `model` in place on windows of `data` (N,) token ids; return the last loss.
 
     Why not `model(labels=...)`: its softmax spans OPT's 50,272-token vocabulary, which makes a
@@ -180,6 +181,7 @@ def _fine_tune(model, data, bos_id: int, recipe: Recipe) -> float:
     """
     import torch
     import torch.nn.functional as F
+    from tqdm.auto import tqdm
 
     emb = model.get_input_embeddings().weight  # (V, C), tied to the output head
     vocab = torch.unique(torch.cat([data, torch.tensor([bos_id])]))  # (Vc,) sorted
@@ -199,7 +201,8 @@ def _fine_tune(model, data, bos_id: int, recipe: Recipe) -> float:
     steps = torch.arange(width)
     model.train()
     loss = torch.tensor(float("nan"))
-    for _ in range(recipe.steps):
+    for _ in tqdm(range(recipe.steps), desc=f"building {bar}", unit="step", file=sys.stderr,
+                     dynamic_ncols=True, disable=bar is None):
         starts = torch.randint(0, data.numel() - width, (recipe.batch_size,), generator=gen)
         batch = data[starts[:, None] + steps]  # (B, 1 + W) corpus windows
         batch[:at_start, 0] = bos_id
@@ -230,11 +233,11 @@ def organisms_root() -> Path:
     return cache_root() / f"organisms-v{ORGANISMS_VERSION}"
 
 
-def organism_dir(name: str, root: Path | None = None, *, rebuild: bool = False) -> Path:
+def organism_dir(name: str, root: Path | None = None, *, rebuild: bool = False, progress: bool = False) -> Path:
     """Organism `name` under `root` (default: the cache), built on first use or when `rebuild`."""
     target = Path(root or organisms_root()) / name
     if rebuild or not is_current(target, name):
-        build_organism(name, target)
+        build_organism(name, target, progress=progress)
     return target
 
 
@@ -253,9 +256,9 @@ def is_current(target: Path, name: str) -> bool:
 
 
 def build_organisms(names: tuple[str, ...] = tuple(ORGANISMS), root: Path | None = None, *,
-                    rebuild: bool = False) -> Mapping[str, Path]:
+                    rebuild: bool = False, progress: bool = False) -> Mapping[str, Path]:
     """Build (or find cached) organisms; name -> directory."""
     unknown = [n for n in names if n not in ORGANISMS]
     if unknown:
         raise AuditError(f"unknown organism(s) {', '.join(unknown)} (known: {', '.join(ORGANISMS)})")
-    return {n: organism_dir(n, root, rebuild=rebuild) for n in names}
+    return {n: organism_dir(n, root, rebuild=rebuild, progress=progress) for n in names}
