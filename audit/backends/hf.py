@@ -138,8 +138,6 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from audit import tiny
-
         self.spec = spec
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
@@ -147,18 +145,7 @@ class HFBackend:
         if self.dtype == "float16" and self.device == "cpu":
             raise AuditError("--dtype float16 on CPU is unsupported for many kernels; use float32 or bfloat16")
 
-        source: str = spec.model
-        local_dir: Path | None = None
-        if spec.model == tiny.TINY_NAME:
-            local_dir = tiny.tiny_model_dir()
-            source = str(local_dir)
-        elif _looks_like_path(spec.model):
-            local_dir = Path(spec.model).expanduser()
-            if not local_dir.is_dir():
-                raise AuditError(f"--model {spec.model}: no such directory")
-            if not (local_dir / "config.json").exists():
-                raise AuditError(f"--model {spec.model}: not a Hugging Face model directory (no config.json)")
-            source = str(local_dir)
+        source, local_dir = model_source(spec)
 
         multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
         kwargs: dict[str, Any] = {
@@ -415,3 +402,20 @@ class HFBackend:
 def load_backend(spec: ModelSpec, share_prefixes: bool = True) -> HFBackend:
     """Load a model on the transformers backend (`audit.backends.registry.load_backend` picks a backend by name)."""
     return HFBackend(spec, share_prefixes=share_prefixes)
+
+
+def model_source(spec: ModelSpec) -> tuple[str, Path | None]:
+    """(what to load, the local directory if it is one): tiny-opt, a local dir, or a hub id."""
+    from audit import tiny
+
+    if spec.model == tiny.TINY_NAME:
+        d = tiny.tiny_model_dir()
+        return str(d), d
+    if _looks_like_path(spec.model):
+        d = Path(spec.model).expanduser()
+        if not d.is_dir():
+            raise AuditError(f"--model {spec.model}: no such directory")
+        if not (d / "config.json").exists():
+            raise AuditError(f"--model {spec.model}: not a Hugging Face model directory (no config.json)")
+        return str(d), d
+    return spec.model, None

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from audit.backends.hf import HFBackend, ModelSpec, _looks_like_path, _weights_sha256, resolve_dtype
+from audit.backends.hf import HFBackend, ModelSpec, _weights_sha256, model_source, resolve_dtype
 from audit.errors import AuditError
 from audit.types import (Backend, Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Request,
                          Sample)
@@ -213,21 +213,6 @@ def request_cost(tok: _HFTokenization, request: Request, prefix_caching: bool) -
     return prompt + p.max_new_tokens * p.n if prefix_caching else (prompt + p.max_new_tokens) * p.n
 
 
-def model_source(spec: ModelSpec) -> tuple[str, Optional[Path]]:
-    """(what to load, the local directory if it is one): tiny-opt, a local dir, or a hub id."""
-    from audit import tiny
-
-    if spec.model == tiny.TINY_NAME:
-        d = tiny.tiny_model_dir()
-        return str(d), d
-    if _looks_like_path(spec.model):
-        d = Path(spec.model).expanduser()
-        if not d.is_dir():
-            raise AuditError(f"--model {spec.model}: no such directory")
-        if not (d / "config.json").exists():
-            raise AuditError(f"--model {spec.model}: not a Hugging Face model directory (no config.json)")
-        return str(d), d
-    return spec.model, None
 
 
 def _local_param_count(directory: Path) -> Optional[int]:
