@@ -32,6 +32,14 @@ from audit.backends.padding import left_pad
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def new_cache(model) -> object:
+    """An empty KV cache for `model`, passed in as `cache=` (transformers >= 5.24; the old
+    `past_key_values` argument goes in 5.40) and filled in place by the forward pass."""
+    from transformers.cache_utils import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
 def preallocate(cache: object, extra: int) -> bool:
     """Give each layer of a prefilled transformers `DynamicCache` room for `extra` more positions,
     appended in place. False (the cache left as it is) for any other cache or layer type."""
@@ -78,9 +86,9 @@ def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
     ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
 
     with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+        cache = new_cache(model)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                     logits_to_keep=1)
-        cache = out.past_key_values
         logits = out.logits[:, -1, :]  # (B, V)
         if n > 1:  # one prefill, n sample rows
             cache.batch_repeat_interleave(n)
@@ -108,6 +116,6 @@ def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
                 break
             mask = torch.cat([mask, ones], dim=1)
             logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
-                           past_key_values=cache, use_cache=True).logits[:, -1, :]
+                           cache=cache, use_cache=True).logits[:, -1, :]
             next_pos = next_pos + 1
     return torch.stack(new, dim=1).tolist()  # (B * n, steps)

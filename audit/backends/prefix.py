@@ -33,6 +33,7 @@ from typing import Sequence
 
 import torch
 
+from audit.backends.decode import new_cache
 from audit.backends.padding import left_pad
 from audit.backends.logprobs import ContinuationScore, score_continuations
 
@@ -59,9 +60,9 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int,
 
     out: list[ContinuationScore | None] = [None] * len(tails)
     with torch.inference_mode():
-        prefill = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                        use_cache=True, logits_to_keep=1)
-        cache = prefill.past_key_values
+        cache = new_cache(model)
+        model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+              cache=cache, use_cache=True, logits_to_keep=1)
         chunks = tail_chunks([len(t) for t in tails], len(groups), width)
         for k, chunk in enumerate(chunks):
             rows = torch.tensor([owner[r] for r in chunk])
@@ -77,7 +78,7 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int,
             starts = torch.tensor([len(prefixes[owner[r]]) for r in chunk])  # each tail's first position
             t_positions = (starts[:, None] + torch.arange(t_width)[None, :]).clamp(max=max_positions - 1)
             logits = model(input_ids=t_ids.to(dev), attention_mask=torch.cat([mask[rows], t_mask], dim=1).to(dev),
-                           position_ids=t_positions.to(dev), past_key_values=mine, use_cache=True).logits
+                           position_ids=t_positions.to(dev), cache=mine, use_cache=True).logits
             scores = score_continuations(logits, [conts[r] for r in chunk], [0] * len(chunk))
             for r, score in zip(chunk, scores):
                 out[r] = score

@@ -103,12 +103,13 @@ def test_preallocated_kv_cache_changes_no_token(backend, monkeypatch) -> None:
 def test_preallocate_leaves_other_caches_alone_and_refuses_overflow(backend) -> None:
     import torch
 
-    from audit.backends.decode import preallocate
+    from audit.backends.decode import new_cache, preallocate
 
     assert preallocate(object(), 4) is False
     ids = torch.tensor([[backend.bos_id, 100, 200]])
     with torch.inference_mode():
-        cache = backend.model(input_ids=ids, use_cache=True).past_key_values
+        cache = new_cache(backend.model)
+        backend.model(input_ids=ids, cache=cache, use_cache=True)
     assert preallocate(cache, 1) is True
     layer = cache.layers[0]
     keys, values = layer.keys.clone(), layer.values.clone()
