@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from audit.invariance import LOGLIKELIHOOD_ATOL, differences
+
 RUN = ("run", "--model", "tiny-opt", "--probes", "crows_pairs,repetition", "--limit", "12", "--no-progress")
 
 
@@ -91,7 +93,10 @@ def test_small_run_writes_the_run_directory_and_reruns_from_cache(cli, tmp_path:
     assert (second["requests"]["cached"], second["requests"]["computed"]) == (48, 0)
 
 
-def test_batch_size_does_not_change_the_summary(cli, tmp_path: Path) -> None:
+def test_batch_size_keeps_the_batch_invariance_contract(cli, tmp_path: Path) -> None:
+    """audit/invariance.py: tokens exact, log-likelihoods within LOGLIKELIHOOD_ATOL, summary within
+    SUMMARY_RTOL. Exact float equality across batch shapes is not promised: on an AVX-512 CPU
+    crows_pairs.likelihood_diff came out 2.8768641 at the default budget and 2.8768628 alone."""
     default = cli(*RUN, "--out", str(tmp_path / "a"))
     one = cli(*RUN, "--batch-size", "1", "--out", str(tmp_path / "b"))
     assert default.returncode == 0 and one.returncode == 0, (default.stderr, one.stderr)
@@ -99,9 +104,14 @@ def test_batch_size_does_not_change_the_summary(cli, tmp_path: Path) -> None:
     assert run_a.name == run_b.name  # batch size is not part of the run's identity
     assert _json(run_b / "manifest.json")["requests"]["batches"] == 48  # every request alone
     assert _json(run_a / "manifest.json")["requests"]["batches"] < 48
-    assert _json(run_b / "summary.json") == _json(run_a / "summary.json")
-    # Per-item generations are identical too (greedy tokens are exact).
+    # Generated tokens are exact: the repetition rows (greedy and sampled text) are identical.
     assert _jsonl(run_b / "samples" / "repetition.jsonl") == _jsonl(run_a / "samples" / "repetition.jsonl")
+    # Per-item log-likelihoods within the stated absolute tolerance; no near-tie that could flip an item.
+    rows_a, rows_b = _jsonl(run_a / "samples" / "crows_pairs.jsonl"), _jsonl(run_b / "samples" / "crows_pairs.jsonl")
+    assert differences(rows_a, rows_b, rtol=0.0, atol=LOGLIKELIHOOD_ATOL) == []
+    assert all(abs(r["ll_more"] - r["ll_less"]) > 10 * LOGLIKELIHOOD_ATOL for r in rows_a)
+    # The summary within the stated relative tolerance (not byte-equal: see the docstring).
+    assert differences(_json(run_b / "summary.json"), _json(run_a / "summary.json")) == []
 
 
 KILL_RUN = ("run", "--model", "tiny-opt", "--probes", "crows_pairs", "--limit", "150", "--batch-size", "2",
