@@ -1,13 +1,18 @@
-"""Baseline versus candidate: can two runs be compared, and which metrics moved beyond their noise.
+"""Baseline versus candidate: can two runs be compared, and which metrics changed significantly.
 
-The report's `--compare` section, the CI gate and the dashboard all read the same `Comparison`,
-so the rule for "significant" lives here once. This module is pure: it reads two `Run` values
-(as `audit.store.load_run` returns them) and does no I/O.
+The report's `--compare` section, the dashboard's Compare page and the CI gate decide with the same
+code: comparability is `run_blockers` here (the gate's blockers), and each metric's verdict is
+`audit.significance`'s paired permutation test over the items both runs share, with the tolerance
+and alpha of the policy's rule when the policy (by default the gate's default policy) gates that
+metric. So the same pair of runs gets the same verdict on a metric from all three; a metric the
+paired engine cannot test is "not tested" with its reason, never an unpaired guess from CIs.
 
-Two runs are comparable when they ran the same probes at the same versions on the same data and
-scored texts with the same scorers (same scorer id per kind: a different toxicity classifier
-moves every toxicity number without the model changing). Other differences, such as the model,
-its revision, dtype, seed or limit, are what a comparison is for; they are listed as notes.
+Two runs are comparable when they ran the same probes at the same versions on the same data,
+scored texts with the same scorers (same scorer id per kind: a different toxicity classifier moves
+every toxicity number without the model changing), from the same suite and with the same sampler.
+Other differences, such as the model, its revision, dtype, seed or limit, are what a comparison is
+for; they are listed as notes. This module reads runs (`audit.store.Run`) and their sample rows; it
+writes nothing.
 """
 
 from __future__ import annotations
@@ -16,18 +21,29 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+from audit.gate_policy import DEFAULT_ALPHA, Policy, Rule
+from audit.significance import (Rows, Verdict, Worse, judge, paired_change, worse_for_metric,
+                                worse_for_rule)
 from audit.store import Run
 from audit.types import Metric
 
-Z95 = 1.959963984540054
-"""The standard normal quantile of a two-sided 95% interval."""
-
 Direction = Literal["better", "worse", "same", "no direction"]
+
+SIGNIFICANCE_RULE = (
+    "Verdicts come from the gate's engine (audit.significance): a paired permutation test over the items "
+    "both runs share (exact up to 16 differing items, else 10,000 seeded swaps), one-sided at the gate "
+    f"policy's alpha for that metric ({DEFAULT_ALPHA:g} when it does not gate it). Worse means significant and "
+    "beyond the rule's tolerance (0 when not gated), exactly as `opt-audit gate` decides; a metric with no "
+    "better direction is tested two-sided. A metric without a per-item statistic, skipped in either "
+    "run, or whose rows do not reproduce summary.json is not tested, with the reason.")
+"""How the verdicts are reached, for the report and the dashboard to print beside them."""
+
+SIGNIFICANT: tuple[Verdict, ...] = ("worse", "better", "higher", "lower")
 
 
 @dataclass(frozen=True)
 class MetricChange:
-    """One metric in both runs: values, intervals, the change and whether it beats the noise."""
+    """One metric in both runs: values, intervals, the change, and the shared engine's verdict."""
 
     probe: str
     metric: str
@@ -38,14 +54,38 @@ class MetricChange:
     candidate: float | None
     baseline_ci: tuple[float, float] | None
     candidate_ci: tuple[float, float] | None
-    delta: float | None  # candidate - baseline
-    threshold: float | None  # |delta| must exceed this to be significant (Z95 * combined SE)
-    significant: bool | None  # None: not testable (see `reason`)
-    reason: str = ""  # why the change is not testable; "" when it is
+    delta: float | None  # candidate - baseline (the summaries' values)
+    verdict: Verdict
+    reason: str = ""  # why the change was not tested; "" when it was
+    p: float | None = None  # one-sided p of the verdict's direction (two-sided without a direction)
+    alpha: float = DEFAULT_ALPHA
+    tolerance: float = 0.0  # in the metric's unit, from the policy's rule (0 when not gated)
+    quantity: str = "value"  # what got worse: "value", "-value" or "|value - ideal|"
+    worsening: float | None = None  # change of `quantity` over the shared items, > 0 is worse
+    worsening_ci: tuple[float, float] | None = None  # paired bootstrap 95% interval of `worsening`
+    method: str = ""  # the test, named
+    n: int | None = None  # items paired
+    notes: tuple[str, ...] = ()
 
     @property
     def testable(self) -> bool:
-        return self.significant is not None
+        return self.verdict != "not tested"
+
+    @property
+    def significant(self) -> bool | None:
+        """True for a significant change (worse beyond tolerance, better, higher or lower); None untested."""
+        return None if not self.testable else self.verdict in SIGNIFICANT
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict in the words every comparison prints (report, dashboard)."""
+        if self.verdict == "not tested":
+            return f"not tested: {self.reason}" if self.reason else "not tested"
+        if self.verdict == "within tolerance":
+            return f"worse, within tolerance {self.tolerance:g}"
+        if self.verdict == "worse" and self.tolerance > 0:
+            return f"worse, beyond tolerance {self.tolerance:g}"
+        return self.verdict
 
     @property
     def direction(self) -> Direction | None:
@@ -71,6 +111,7 @@ class Comparison:
     reasons: tuple[str, ...]  # what makes the runs incomparable
     notes: tuple[str, ...]  # settings that differ but are a legitimate subject of comparison
     changes: tuple[MetricChange, ...]
+    policy: str = ""  # the policy whose rules set tolerances and alphas
 
     @property
     def comparable(self) -> bool:
@@ -78,58 +119,71 @@ class Comparison:
 
     @property
     def significant(self) -> tuple[MetricChange, ...]:
-        """The changes that exceed their noise threshold."""
+        """The changes the engine calls significant (worse beyond tolerance, better, higher, lower)."""
         return tuple(c for c in self.changes if c.significant)
 
 
-def standard_error(ci: tuple[float, float] | None) -> float | None:
-    """Approximate standard error from a 95% interval: half its width / 1.96 (None without one).
+@dataclass(frozen=True)
+class Criterion:
+    """How one metric is judged: which way is worse, the tolerance and the alpha."""
 
-    Exact for a normal interval; for percentile-bootstrap or Wilson intervals, which can be
-    asymmetric, it is the average of the two sides, which is what a quick two-run test needs.
+    worse: Worse
+    tolerance: float
+    alpha: float
+
+
+def criterion(ref: Metric, rule: Rule | None) -> Criterion:
+    """The policy rule's criterion when it gates the metric relatively, else the metric's own direction
+    with no tolerance and the default alpha."""
+    if rule is not None and rule.relative:
+        tolerance = rule.max_increase if rule.max_increase is not None else rule.max_decrease
+        assert tolerance is not None
+        return Criterion(worse_for_rule(rule.max_decrease is not None, ref), tolerance, rule.alpha)
+    return Criterion(worse_for_metric(ref), 0.0, DEFAULT_ALPHA)
+
+
+def metric_change(base_run: Run, cand_run: Run, probe: str, name: str, *, rule: Rule | None = None,
+                  seed: int = 0, blocked: bool = False, rows: Rows | None = None) -> MetricChange:
+    """Compare one metric across two runs with the shared engine (see the module docstring).
+
+    `blocked` (the runs are not comparable) leaves every metric untested; the values and delta are
+    still filled in so a caller can show them beside the reasons.
     """
-    if ci is None or not all(math.isfinite(v) for v in ci) or ci[1] < ci[0]:
-        return None
-    return (ci[1] - ci[0]) / 2 / Z95
-
-
-def metric_change(probe: str, base: Metric | None, cand: Metric | None) -> MetricChange:
-    """Compare one metric across two runs.
-
-    Significance: each run's standard error is approximated from its 95% CI as half-width / 1.96,
-    and the change is significant when |candidate - baseline| > 1.96 * sqrt(se_b² + se_c²), a
-    two-sided z-test at 5% that treats the runs as independent samples. It is conservative for
-    runs that share items (a paired test would be sharper) and needs no samples, only summaries.
-    A metric without a CI, or skipped on either side, is "not testable".
-    """
+    base, cand = base_run.metric(probe, name), cand_run.metric(probe, name)
     ref = cand or base
     if ref is None:
-        raise ValueError("metric_change needs the metric in at least one of the two runs")
+        raise ValueError(f"metric_change: {probe}.{name} is in neither run")
 
     def value(m: Metric | None) -> float | None:
         return m.value if m is not None and m.ok and math.isfinite(m.value) else None
 
     b, c = value(base), value(cand)
-    delta = None if b is None or c is None else c - b
-    reason, threshold, significant = "", None, None
-    if base is None or cand is None:
-        reason = f"only in the {'candidate' if base is None else 'baseline'}"
-    elif not base.ok or not cand.ok:
-        reason = "; ".join(f"{side} {m.status}" for side, m in (("baseline", base), ("candidate", cand)) if not m.ok)
-    elif b is None or c is None:
-        reason = "no value"
-    else:
-        se_b, se_c = standard_error(base.ci), standard_error(cand.ci)
-        if se_b is None or se_c is None:
-            reason = "no confidence interval"
-        else:
-            threshold = Z95 * math.hypot(se_b, se_c)
-            significant = abs(c - b) > threshold
-    return MetricChange(
+    how = criterion(ref, rule)
+    shown: dict[str, Any] = dict(
         probe=probe, metric=ref.name, unit=ref.unit, higher_is_better=ref.higher_is_better, ideal=ref.ideal,
         baseline=b, candidate=c, baseline_ci=base.ci if base is not None and b is not None else None,
-        candidate_ci=cand.ci if cand is not None and c is not None else None, delta=delta,
-        threshold=threshold, significant=significant, reason=reason)
+        candidate_ci=cand.ci if cand is not None and c is not None else None,
+        delta=None if b is None or c is None else c - b, alpha=how.alpha, tolerance=how.tolerance,
+        quantity=how.worse.label)
+    if base is None or cand is None:
+        only = "candidate" if base is None else "baseline"
+        return MetricChange(**shown, verdict="not tested", reason=f"only in the {only}")
+    if not base.ok or not cand.ok:
+        reason = "; ".join(f"{side} {m.status}" for side, m in (("baseline", base), ("candidate", cand)) if not m.ok)
+        return MetricChange(**shown, verdict="not tested", reason=reason)
+    if blocked:
+        return MetricChange(**shown, verdict="not tested", reason="the runs are not comparable")
+    test = paired_change(base_run, cand_run, probe, name, how.worse, seed, rows)
+    verdict = judge(test, tolerance=how.tolerance, alpha=how.alpha, directional=how.worse.directional)
+    if not test.tested:
+        return MetricChange(**shown, verdict=verdict, reason=test.reason)
+    assert test.worsening is not None and test.p_worse is not None and test.p_better is not None
+    if not how.worse.directional:
+        p = min(1.0, 2.0 * min(test.p_worse, test.p_better))
+    else:
+        p = test.p_worse if test.worsening >= 0 else test.p_better
+    return MetricChange(**shown, verdict=verdict, p=p, worsening=test.worsening, worsening_ci=test.ci,
+                        method=test.method, n=test.n, notes=test.notes)
 
 
 def scorer_ids(run: Run) -> dict[str, str]:
@@ -185,23 +239,65 @@ def _setting_notes(base: Run, cand: Run) -> tuple[str, ...]:
     return tuple(f"{k}: {fb[k]} → {fc[k]}" for k in fb if fb[k] != fc[k])
 
 
-def compare_runs(base: Run, cand: Run) -> Comparison:
-    """Compare a candidate run against a baseline: comparability, then every metric's change.
+def run_blockers(base: Run, cand: Run) -> tuple[str, ...]:
+    """Every reason two runs cannot be compared or gated: `incomparability` plus suite and decoding."""
+    reasons = list(incomparability(base, cand))
+    suite_b = (base.manifest.get("spec") or {}).get("suite")
+    suite_c = (cand.manifest.get("spec") or {}).get("suite")
+    if suite_b != suite_c:
+        reasons.append(f"runs from different suites (baseline {suite_b or 'none: --probes'}, "
+                       f"candidate {suite_c or 'none: --probes'})")
+    sampler_b, sampler_c = _sampler(base), _sampler(cand)
+    if sampler_b != sampler_c:
+        reasons.append(f"different decoding: sampler {sampler_b or 'unknown'} vs {sampler_c or 'unknown'} "
+                       "(samples from different samplers are not comparable)")
+    rule_b, rule_c = _prompt_rule(base), _prompt_rule(cand)
+    if rule_b != rule_c:
+        reasons.append(f"different generation prompt rules: {rule_b} vs {rule_c} (re-run the older one)")
+    return tuple(reasons)
 
-    Significance is `metric_change`'s rule: se ≈ (95% CI half-width) / 1.96 in each run, and a
-    change is significant when |delta| > 1.96 · sqrt(se_b² + se_c²); metrics without a CI, or
-    skipped in either run, are not testable. Changes are computed even when the runs are not comparable, so a caller can show them with
-    the reasons; the report and the gate refuse such a comparison instead.
+
+def _prompt_rule(run: Run) -> str:
+    """How generation prompts were tokenized ('prompt-rstrip', '... |chat'), from the backend id; runs
+    made before the rule was recorded kept trailing whitespace."""
+    fields = str(run.manifest.get("backend_id") or "").split("|")[1:]
+    rule = next((f for f in fields if f.startswith("prompt-")), "prompt-as-given")
+    return rule + ("|chat" if "chat" in fields else "")
+
+
+def _sampler(run: Run) -> str | None:
+    """The sampler from the backend id: its 'sampler<N>' field under hf, 'vllm seeds<N>' under vLLM
+    (later fields, such as the generation prompt rule, follow it).
+
+    hf and vLLM draw from different random streams, so their samples are never paired item by item.
     """
-    changes: list[MetricChange] = []
-    for probe, summary in cand.probes.items():
-        for m in summary.metrics:
-            changes.append(metric_change(probe, base.metric(probe, m.name), m))
-    for probe, summary in base.probes.items():
-        for m in summary.metrics:
-            if cand.metric(probe, m.name) is None:
-                changes.append(metric_change(probe, m, None))
+    backend = str(run.manifest.get("backend_id") or "")
+    fields = backend.split("|")[1:]
+    if backend.startswith("vllm:"):
+        found = next((f for f in fields if f.startswith("seeds")), None)
+        return f"vllm {found}" if found else None
+    return next((f for f in fields if f.startswith("sampler")), None)
+
+
+def compare_runs(base: Run, cand: Run, policy: Policy | None = None) -> Comparison:
+    """Compare a candidate run against a baseline: comparability, then every metric's verdict.
+
+    `policy` (default: the gate's default policy) sets the tolerance, alpha and seed; a metric it
+    gates gets the verdict `opt-audit gate` gives it under that policy. Runs that are not comparable
+    get their reasons and untested changes (values and deltas only); the report refuses them.
+    """
+    if policy is None:
+        from audit.gate_policy import load_policy
+
+        policy = load_policy()
+    rules = {r.metric: r for r in policy.rules}
+    reasons = run_blockers(base, cand)
+    rows = Rows()
+    names = [(probe, m.name) for probe, summary in cand.probes.items() for m in summary.metrics]
+    names += [(probe, m.name) for probe, summary in base.probes.items() for m in summary.metrics
+              if cand.metric(probe, m.name) is None]
+    changes = tuple(metric_change(base, cand, probe, name, rule=rules.get(f"{probe}.{name}"), seed=policy.seed,
+                                  blocked=bool(reasons), rows=rows) for probe, name in names)
     return Comparison(baseline=str(base.manifest.get("run_id") or base.path.name),
                       candidate=str(cand.manifest.get("run_id") or cand.path.name),
-                      reasons=incomparability(base, cand), notes=_setting_notes(base, cand),
-                      changes=tuple(changes))
+                      reasons=reasons, notes=_setting_notes(base, cand), changes=changes, policy=policy.source)

@@ -1,6 +1,7 @@
 """Shared statistics: seeded bootstrap CIs, Wilson intervals, and per-group breakdowns.
 
-Every interval is a 95% interval. Randomness comes only from an explicit seed, so the same rows
+Every interval is a 95% interval that contains its metric's value; a metric without one says why in
+its `ci_method` ("no interval: ..."). Randomness comes only from an explicit seed, so the same rows
 always give the same summary (a resumed run must equal an uninterrupted one).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -18,6 +20,9 @@ from audit.types import GroupValue, Metric, skipped_metric
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240521  # fixed: CIs are a function of the rows only
+NO_INTERVAL = "no interval: "
+"""How a metric's `ci_method` begins when it has no interval; the rest says why."""
+NO_INTERVAL_ONE_ITEM = NO_INTERVAL + "one item (an interval needs at least two)"
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -29,6 +34,29 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def simultaneous_wilson(counts: Sequence[tuple[int, int]], confidence: float = 0.95
+                        ) -> list[tuple[float, float]]:
+    """Wilson intervals for k proportions that hold jointly with probability >= `confidence`.
+
+    Why: a statistic of several rates at once, such as the largest gap between groups, needs every
+    rate's interval to hold at the same time. Bonferroni (Dunn 1961) gives each of the k intervals
+    level 1 - (1 - confidence) / k, so z = Phi^-1(1 - (1 - confidence) / (2k)); conservative, never
+    anti-conservative, and each interval still contains its own estimate (Wilson does). `counts` are
+    (successes, n) pairs with n >= 1.
+    """
+    k = len(counts)
+    if k == 0:
+        return []
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / (2 * k))
+    out = []
+    for successes, n in counts:
+        ci = wilson_interval(successes, n, z)
+        if ci is None:
+            raise ValueError(f"simultaneous_wilson: a group has n = {n}; every group needs at least one item")
+        out.append(ci)
+    return out
 
 
 def bootstrap_ci(
@@ -129,12 +157,29 @@ def _summarise(name: str, x: np.ndarray, groups: Sequence[Hashable] | None,
             raise ValueError(f"{name}: {len(groups)} group labels for {x.size} items")
         for g, idx in group_indices(groups).items():
             v, ci = estimate(x[idx])
-            by_group[g] = GroupValue(v * scale, _scaled(ci, scale), int(idx.size))
-    value, ci = estimate(x)
+            by_group[g] = GroupValue(v * scale, _scaled(_containing(v, ci), scale), int(idx.size))
+    value, raw = estimate(x)
+    ci = _containing(value, raw)
+    if ci is None:  # say why, so a reader (and the report) never takes a missing interval for a certain value
+        if x.size == 1:
+            ci_method = NO_INTERVAL_ONE_ITEM
+        elif raw is not None:
+            ci_method = f"{NO_INTERVAL}the {ci_method} missed the value itself, so it is not shown"
+        else:
+            ci_method = f"{NO_INTERVAL}undefined for these {x.size} items ({ci_method})"
     return Metric(name=name, value=value * scale, ci=_scaled(ci, scale), n=int(x.size),
                   higher_is_better=meta.higher_is_better, description=meta.description,
                   citation=meta.citation, ideal=meta.ideal, unit=meta.unit, ci_method=ci_method,
                   groups=by_group)
+
+
+def _containing(value: float, ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """`ci` when it contains `value` (up to rounding), else None: an interval that misses its own
+    estimate comes from a biased resampling distribution and would mislead."""
+    if ci is None:
+        return None
+    tol = 1e-9 * max(1.0, abs(value))
+    return ci if ci[0] - tol <= value <= ci[1] + tol else None
 
 
 def group_indices(groups: Sequence[Hashable]) -> Mapping[str, np.ndarray]:

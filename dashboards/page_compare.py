@@ -1,15 +1,18 @@
-"""Compare: the baseline against the selected run, per metric (delta, CIs, significance, from
-`audit.compare`), then item by item where both runs scored the same items: the paired mean
-change and the items that changed most."""
+"""Compare: the baseline against the selected run, per metric (delta, CIs, and the verdict of
+`audit.compare`, the engine `opt-audit gate` and `report --compare` share), then item by item where
+both runs scored the same items: the paired mean change and the items that changed most."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from audit.compare import compare_runs
+from audit.compare import SIGNIFICANCE_RULE, Comparison, compare_runs
+from audit.store import load_run
 from dashboards.context import Context
 from dashboards.pairing import paired_summary, top_changes
-from dashboards.runs import probe_samples
+from dashboards.runs import Fingerprint, fingerprint, probe_samples
 from dashboards.tables import changes_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import keep_valid, needs_run, run_title
@@ -22,6 +25,17 @@ def _number() -> object:
     return st.column_config.NumberColumn(format="%.4g")
 
 
+@st.cache_data(show_spinner="Testing every metric item by item…", max_entries=16)
+def _cached_comparison(base_path: str, base_fp: Fingerprint, cand_path: str, cand_fp: Fingerprint) -> Comparison:
+    """`compare_runs` (permutation tests over every metric's items), cached on both runs' fingerprints."""
+    return compare_runs(load_run(Path(base_path)), load_run(Path(cand_path)))
+
+
+def comparison_of(base_path: Path, cand_path: Path) -> Comparison:
+    """The comparison of two run directories, recomputed only when either run's files change."""
+    return _cached_comparison(str(base_path), fingerprint(base_path), str(cand_path), fingerprint(cand_path))
+
+
 def render(ctx: Context) -> None:
     run_title(ctx, "Compare")
     if needs_run(ctx):
@@ -32,7 +46,7 @@ def render(ctx: Context) -> None:
         st.info("Choose a baseline to compare this run against: 'Compare with' in the sidebar, or pick two "
                 "runs on the Runs page (the second one is the baseline).")
         return
-    comparison = compare_runs(base, run)
+    comparison = comparison_of(base.path, run.path)
     st.markdown(f"Baseline **{literal_markdown(ctx.baseline_entry.id)}** → candidate "
                 f"**{literal_markdown(ctx.entry.id)}**")
     for note in comparison.notes:
@@ -43,7 +57,7 @@ def render(ctx: Context) -> None:
                  + "\n".join(f"- {literal_markdown(r)}" for r in comparison.reasons)
                  + "\n\nA difference here could come from the data, probe version or scorer rather than the "
                    "model. Re-run both with the same probes, versions and scorer.")
-        with st.expander("The values side by side anyway (no significance: not a valid comparison)"):
+        with st.expander("The values side by side anyway (nothing tested: not a valid comparison)"):
             st.dataframe(table[["probe", "metric", "baseline", "candidate", "delta", "unit"]], hide_index=True,
                          width="stretch")
         return
@@ -51,18 +65,17 @@ def render(ctx: Context) -> None:
     sig = comparison.significant
     better = sum(1 for c in sig if c.direction == "better")
     worse = sum(1 for c in sig if c.direction == "worse")
-    untestable = sum(1 for c in comparison.changes if not c.testable)
+    untested = sum(1 for c in comparison.changes if not c.testable)
     cols = st.columns(4)
     cols[0].metric("Metrics", len(comparison.changes))
     cols[1].metric("Significantly better", better)
     cols[2].metric("Significantly worse", worse)
-    cols[3].metric("Not testable", untestable)
-    st.caption("Significant: |delta| > 1.96 · sqrt(se_b² + se_c²), each se from its run's 95% CI "
-               "(half-width / 1.96); a two-sided z-test at 5% that treats the runs as independent.")
+    cols[3].metric("Not tested", untested)
+    st.caption(f"{SIGNIFICANCE_RULE} Policy: {comparison.policy}.")
     only_sig = st.toggle("Significant changes only", key="compare_sig_only")
     shown = table[table["significant"] == "yes"] if only_sig else table
     st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={c: _number() for c in ("baseline", "candidate", "delta", "threshold")})
+                 column_config={c: _number() for c in ("baseline", "candidate", "delta", "p")})
 
     st.subheader("Item by item")
     probes = [p for p in run.probes if p in base.probes]

@@ -1,9 +1,9 @@
 """Baseline versus candidate item by item: which shared items changed, and by how much on average.
 
-`audit.compare` tests each metric from the two summaries alone, treating the runs as independent
-(conservative when they share items). Where both runs scored the same items (same probe, same
-`item` key in `dashboards.samples`), the per-item differences say more: their mean, with a
-paired 95% interval, and the items that moved most, which is where an auditor reads next.
+`audit.compare` gives each metric its verdict (the gate's paired permutation test). This module is
+for reading, not deciding: where both runs scored the same items (same probe, same `item` key in
+`dashboards.samples`), it shows the mean per-item change of the probe's main score, with a paired
+95% interval, and the items that moved most, which is where an auditor reads next.
 """
 
 from __future__ import annotations

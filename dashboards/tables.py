@@ -82,20 +82,24 @@ def groups_of(metrics: Sequence[Metric]) -> list[str]:
 
 
 def significance_word(c: MetricChange) -> str:
-    """yes / no, or "not testable: <reason>"."""
-    if c.significant is None:
-        return f"not testable: {c.reason}" if c.reason else "not testable"
-    return "yes" if c.significant else "no"
+    """The shared engine's verdict in the report's words: "worse, beyond tolerance 5", "better",
+    "no significant change", "not tested: <reason>"..."""
+    return c.verdict_text
 
 
 def changes_frame(comparison: Comparison) -> pd.DataFrame:
-    """Baseline vs candidate per metric: values, delta, significance, direction, the noise threshold
-    and both 95% CIs (as "lo – hi" text, so the table stays narrow)."""
+    """Baseline vs candidate per metric: values, delta, the paired test's p and verdict, the direction,
+    the items paired and both 95% CIs (as "lo – hi" text, so the table stays narrow). `significant` is
+    "yes" for a significant change (worse beyond tolerance, better, higher, lower), "no", or "not tested"."""
     rows = []
     for c in comparison.changes:
-        rows.append({"probe": c.probe, "metric": c.metric, "baseline": _num(c.baseline), "candidate": _num(c.candidate),
-                     "delta": _num(c.delta), "significant": significance_word(c), "direction": c.direction or "",
-                     "threshold": _num(c.threshold), "baseline 95% CI": fmt.interval(c.baseline_ci),
+        significant = "not tested" if c.significant is None else ("yes" if c.significant else "no")
+        rows.append({"probe": c.probe, "metric": c.metric, "baseline": _num(c.baseline),
+                     "candidate": _num(c.candidate), "delta": _num(c.delta), "p": _num(c.p),
+                     "verdict": significance_word(c), "significant": significant, "direction": c.direction or "",
+                     "paired items": math.nan if c.n is None else float(c.n),
+                     "baseline 95% CI": fmt.interval(c.baseline_ci),
                      "candidate 95% CI": fmt.interval(c.candidate_ci), "unit": c.unit})
-    return pd.DataFrame(rows, columns=["probe", "metric", "baseline", "candidate", "delta", "significant", "direction",
-                                       "threshold", "baseline 95% CI", "candidate 95% CI", "unit"])
+    return pd.DataFrame(rows, columns=["probe", "metric", "baseline", "candidate", "delta", "p", "verdict",
+                                       "significant", "direction", "paired items", "baseline 95% CI",
+                                       "candidate 95% CI", "unit"])

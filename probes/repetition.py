@@ -7,6 +7,13 @@ loop detector in the manner of Holtzman et al. (2020). See `probes.repetition_st
 definitions. The OPT paper (Zhang et al. 2022, §5 Limitations) documents that OPT-175B "can
 get stuck in a loop" under greedy decoding; the paired greedy-minus-nucleus loop rate shows how
 far sampling reduces it on the same prompts.
+
+Loops are reported by kind as well as together. A single token repeated (period 1) is stutter
+that a random-weight model shows on almost every greedy prompt; a repeated phrase (period >= 2)
+is the degeneration of a trained model stuck on its own sentence. `loop_rate` counts both, so a
+model that swaps stutter for phrase loops looks no worse on it: `phrase_loop_rate` (and the gate's
+rule on it) is the number that catches that. Every row records its loop's kind, onset (the token
+where the periodic tail starts) and period.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
 from audit.types import Generate, Generation, GenParams, GroupValue, Metric, ProbeInfo, Request, Result, TextScores, skipped_metric
 from probes.loading import ProbeConfig, bundled, data_paths, fixed_subset, read_json, sha256_text
-from probes.repetition_stats import detect_loop, distinct_n, distinct_n_jackknife_ci, loop_char_start, seq_rep_n
+from probes.repetition_stats import (MAX_PERIOD, MIN_REPEATS, PHRASE_LOOP, TOKEN_LOOP, detect_loop, distinct_n,
+                                     distinct_n_jackknife_ci, loop_char_start, seq_rep_n)
 
 WELLECK = ("Sean Welleck, Ilia Kulikov, Stephen Roller, Emily Dinan, Kyunghyun Cho, Jason Weston. "
            "Neural Text Generation with Unlikelihood Training. ICLR 2020 (arXiv:1908.04319, 2019).")
@@ -33,11 +41,13 @@ BOLD = ("Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksach
 
 INFO = ProbeInfo(
     name="repetition",
-    version="2",
+    # 3: rows record the loop's kind (token / phrase) and the metrics report each kind separately
+    version="3",
     title="Repetition and degeneration",
     description=("Greedy and nucleus-sampled 64-token continuations of 100 neutral Wikipedia sentence "
-                 "beginnings (BOLD, 20 per domain): how often generation ends in a repetition loop, how "
-                 "repetitive and diverse the text is, and how far sampling reduces loops."),
+                 "beginnings (BOLD, 20 per domain): how often generation ends in a repetition loop (a "
+                 "single repeated token, or a repeated multi-token phrase), how repetitive and diverse the "
+                 "text is, and how far sampling reduces loops."),
     citation=f"{HOLTZMAN} {WELLECK} {LI} Prompts: {BOLD}",
     data_license="CC BY-SA 4.0 (BOLD prompts)",
 )
@@ -45,6 +55,9 @@ INFO = ProbeInfo(
 DOMAINS = ("gender", "political_ideology", "profession", "race", "religious_ideology")
 PER_DOMAIN = 20
 QUICK_LIMIT = 20  # prompts in the quick suite (x 2 decodings)
+# Seeds the fixed prompt sample. Kept at the version that first drew it, so a new probe version that
+# only changes how continuations are measured audits the same 100 prompts.
+SAMPLE_KEY = "repetition/2"
 # Greedy because it is the decoding that loops most (Holtzman et al. 2020, Fig. 1) and it is
 # deterministic, so two runs compare item by item; 64 tokens leaves room for a loop to show.
 GREEDY = GenParams(max_new_tokens=64, do_sample=False)
@@ -91,7 +104,7 @@ def sample_per_domain(prompts: Sequence[Prompt], per_domain: int) -> list[Prompt
     chosen = []
     for domain in sorted({p.domain for p in prompts}):
         members = [p for p in prompts if p.domain == domain]
-        idx = fixed_subset(len(members), per_domain, f"{INFO.name}/{INFO.version}/{domain}")
+        idx = fixed_subset(len(members), per_domain, f"{SAMPLE_KEY}/{domain}")
         chosen.extend(members[i] for i in idx)
     return chosen
 
@@ -106,7 +119,7 @@ class Repetition:
         paths = data_paths(config.data, [bundled("bold", "prompts", f"{d}_prompt.json") for d in DOMAINS],
                            "*.json")
         prompts = sample_per_domain(load_prompts(paths), PER_DOMAIN)
-        keep = fixed_subset(len(prompts), config.limit, f"{INFO.name}/{INFO.version}")
+        keep = fixed_subset(len(prompts), config.limit, SAMPLE_KEY)
         self.prompts = [prompts[i] for i in keep]
         self.data_sha256 = {p.name: sha256_text(p) for p in paths}
 
@@ -130,11 +143,12 @@ class Repetition:
 
     def aggregate(self, rows: Sequence[Mapping[str, Any]]) -> list[Metric]:
         """The greedy metrics (unsuffixed), the same for nucleus sampling (`_nucleus`), and the paired
-        loop-rate reduction."""
+        loop-rate reductions (any loop, phrase loops)."""
         by = {d: [r for r in rows if r["decoding"] == d] for d in DECODINGS}
         return [*_decoding_metrics(by["greedy"], "greedy", ""),
                 *_decoding_metrics(by["nucleus"], "nucleus", "_nucleus"),
-                _loop_reduction(by["greedy"], by["nucleus"])]
+                _loop_reduction(by["greedy"], by["nucleus"], "loop"),
+                _loop_reduction(by["greedy"], by["nucleus"], "phrase_loop")]
 
 
 def _row(p: Prompt, decoding: str, gen: Generation) -> dict[str, Any]:
@@ -146,23 +160,50 @@ def _row(p: Prompt, decoding: str, gen: Generation) -> dict[str, Any]:
         "continuation": sample.text, "tokens": tokens, "n_tokens": len(tokens),
         "stopped_at_eos": sample.stopped_at_eos,
         **{f"seq_rep_{n}": seq_rep_n(tokens, n) for n in range(1, 5)},
-        "loop": loop is not None,
+        "loop": loop is not None,  # any loop, either kind
+        "loop_kind": loop.kind if loop else None,  # "token" (period 1) or "phrase" (period >= 2)
+        "token_loop": loop is not None and loop.kind == TOKEN_LOOP,
+        "phrase_loop": loop is not None and loop.kind == PHRASE_LOOP,
         "loop_period": loop.period if loop else None,
-        "loop_start": loop.start if loop else None,
+        "loop_start": loop.start if loop else None,  # onset: the token index where the loop begins
         "loop_repeats": loop.repeats if loop else None,
         # where the loop starts in `continuation`, for highlighting (None when there is no loop)
         "loop_char_start": loop_char_start(sample.text) if loop else None,
     }
 
 
+def loop_kind(row: Mapping[str, Any]) -> str | None:
+    """TOKEN_LOOP, PHRASE_LOOP or None, from a row's `loop` and `loop_period`: the period decides, so
+    rows written before `loop_kind` existed (probe version 2) are read the same way."""
+    if not row["loop"]:
+        return None
+    return TOKEN_LOOP if row["loop_period"] == 1 else PHRASE_LOOP
+
+
 def _decoding_metrics(rows: Sequence[Mapping[str, Any]], decoding: str, suffix: str) -> list[Metric]:
-    """Loop rate, empty rate, seq-rep-1..4 and distinct-1/2 of one decoding's continuations."""
+    """Loop rates (any, single-token, phrase), loop onsets and period, empty rate, seq-rep-1..4 and
+    distinct-1/2 of one decoding's continuations."""
     groups = [r["group"] for r in rows]
+    tail = f"repeated at least {MIN_REPEATS} times in a row"
     metrics = [
         proportion_metric(f"loop_rate{suffix}", [bool(r["loop"]) for r in rows], groups,
                           higher_is_better=False, unit="%", scale=100.0, citation=HOLTZMAN,
                           description=f"Percentage of {decoding} continuations whose tail is one phrase of at "
-                                      "most 16 tokens repeated at least 3 times in a row."),
+                                      f"most {MAX_PERIOD} tokens {tail}: either kind of loop, a single token "
+                                      "(see token_loop_rate) or a multi-token phrase (see phrase_loop_rate)."),
+        proportion_metric(f"token_loop_rate{suffix}", [loop_kind(r) == TOKEN_LOOP for r in rows], groups,
+                          higher_is_better=False, unit="%", scale=100.0, citation=HOLTZMAN,
+                          description=f"Percentage of {decoding} continuations whose tail is a single token "
+                                      f"{tail} (period 1: stutter such as 'play play play', which even a "
+                                      "random-weight model shows)."),
+        proportion_metric(f"phrase_loop_rate{suffix}", [loop_kind(r) == PHRASE_LOOP for r in rows], groups,
+                          higher_is_better=False, unit="%", scale=100.0, citation=HOLTZMAN,
+                          description=f"Percentage of {decoding} continuations whose tail is a phrase of 2 to "
+                                      f"{MAX_PERIOD} tokens {tail} (the degeneration loop of Holtzman et al. "
+                                      "2020, a model copying its own sentence)."),
+        _onset_metric(rows, TOKEN_LOOP, decoding, suffix),
+        _onset_metric(rows, PHRASE_LOOP, decoding, suffix),
+        _period_metric(rows, decoding, suffix),
         proportion_metric(f"empty_rate{suffix}", [r["n_tokens"] == 0 for r in rows], groups,
                           higher_is_better=False, unit="%", scale=100.0, citation=HOLTZMAN,
                           description=f"Percentage of {decoding} continuations with no tokens before EOS "
@@ -180,17 +221,55 @@ def _decoding_metrics(rows: Sequence[Mapping[str, Any]], decoding: str, suffix: 
     return metrics
 
 
-def _loop_reduction(greedy: Sequence[Mapping[str, Any]], nucleus: Sequence[Mapping[str, Any]]) -> Metric:
-    """Greedy loop rate minus nucleus loop rate on the same prompts, with a paired bootstrap CI."""
-    desc = ("Loop rate under greedy decoding minus loop rate under nucleus sampling (p=0.95) on the same "
+def _onset_metric(rows: Sequence[Mapping[str, Any]], kind: str, decoding: str, suffix: str) -> Metric:
+    """Mean onset (token index where the loop begins) of the continuations that end in a `kind` loop.
+
+    Read beside the rate: it describes the loops there are, so it has no better direction (fewer,
+    later loops can lower it as well as raise it).
+    """
+    name = f"{kind}_loop_onset{suffix}"
+    what = "a single repeated token" if kind == TOKEN_LOOP else "a repeated phrase"
+    desc = (f"Mean onset of the loops of {decoding} continuations that end in {what}: the index of the "
+            "generated token where the repeating tail begins (0 = the loop starts at once). Only looping "
+            "continuations count.")
+    keep = [r for r in rows if loop_kind(r) == kind]
+    if not keep:
+        return skipped_metric(name, f"no {decoding} continuation ends in {what}", higher_is_better=None,
+                              description=desc, citation=HOLTZMAN)
+    return mean_metric(name, [float(r["loop_start"]) for r in keep], [r["group"] for r in keep],
+                       higher_is_better=None, unit="tokens", citation=HOLTZMAN, description=desc)
+
+
+def _period_metric(rows: Sequence[Mapping[str, Any]], decoding: str, suffix: str) -> Metric:
+    """Mean period (phrase length in tokens) of the phrase loops; a token loop's period is always 1."""
+    name = f"phrase_loop_period{suffix}"
+    desc = (f"Mean length in tokens of the repeated phrase, over the {decoding} continuations that end in a "
+            f"phrase loop (2 to {MAX_PERIOD}; the shortest phrase whose repetition explains the tail).")
+    keep = [r for r in rows if loop_kind(r) == PHRASE_LOOP]
+    if not keep:
+        return skipped_metric(name, f"no {decoding} continuation ends in a repeated phrase",
+                              higher_is_better=None, description=desc, citation=HOLTZMAN)
+    return mean_metric(name, [float(r["loop_period"]) for r in keep], [r["group"] for r in keep],
+                       higher_is_better=None, unit="tokens", citation=HOLTZMAN, description=desc)
+
+
+def _loop_reduction(greedy: Sequence[Mapping[str, Any]], nucleus: Sequence[Mapping[str, Any]], field: str) -> Metric:
+    """Greedy minus nucleus rate of the row flag `field` ("loop" or "phrase_loop") on the same prompts,
+    with a paired bootstrap CI."""
+    name = "loop_rate_reduction" if field == "loop" else f"{field}_rate_reduction"
+    what = "Loop rate" if field == "loop" else "Phrase-loop rate (period >= 2)"
+    desc = (f"{what} under greedy decoding minus the same under nucleus sampling (p=0.95) on the same "
             "prompts, in percentage points: how far sampling reduces loops. Positive = sampling helps.")
-    sampled = {r["id"]: bool(r["loop"]) for r in nucleus}
-    pairs = [(r["group"], float(r["loop"]) - float(sampled[r["id"]])) for r in greedy if r["id"] in sampled]
+    def looped(r: Mapping[str, Any]) -> bool:
+        return bool(r["loop"]) if field == "loop" else loop_kind(r) == PHRASE_LOOP
+
+    sampled = {r["id"]: looped(r) for r in nucleus}
+    pairs = [(r["group"], float(looped(r)) - float(sampled[r["id"]])) for r in greedy if r["id"] in sampled]
     if not pairs:
-        return skipped_metric("loop_rate_reduction", "no prompt has both decodings", higher_is_better=None,
+        return skipped_metric(name, "no prompt has both decodings", higher_is_better=None,
                               description=desc, citation=HOLTZMAN)
     diffs = [d for _, d in pairs]
-    return mean_metric("loop_rate_reduction", diffs, [g for g, _ in pairs], higher_is_better=None,
+    return mean_metric(name, diffs, [g for g, _ in pairs], higher_is_better=None,
                        unit="points", scale=100.0, citation=HOLTZMAN, description=desc)
 
 

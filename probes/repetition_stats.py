@@ -1,6 +1,12 @@
 """Degeneration statistics on token sequences: seq-rep-n, distinct-n and loop detection.
 
 Pure functions on lists of token ids, so each can be checked by hand on tiny sequences.
+
+A loop is told apart by its period. A single token repeated ("play play play", period 1) is the
+stutter that even a random-weight model falls into on almost every greedy prompt; a repeated
+multi-token phrase (period >= 2) is the degeneration Holtzman et al. (2020, Fig. 1) show, where a
+trained model copies its own sentence over and over. Counting both as one "loop" lets a model that
+trades stutter for phrase loops look no worse, so `Loop.kind` names which one a tail is.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from audit.metrics import Z95
 
 MAX_PERIOD = 16  # longest repeated phrase (in tokens) the loop detector looks for
 MIN_REPEATS = 3  # a phrase must occur at least this many times in a row at the end
+TOKEN_LOOP = "token"  # period 1: one token repeated (stutter)
+PHRASE_LOOP = "phrase"  # period >= 2: a multi-token phrase repeated
 
 
 def ngrams(tokens: Sequence[int], n: int) -> list[tuple[int, ...]]:
@@ -81,8 +89,13 @@ class Loop:
     """A repetition loop at the end of a generation."""
 
     period: int  # tokens in the repeated phrase
-    start: int  # index of the first token of the periodic tail
+    start: int  # onset: index of the first token of the periodic tail
     repeats: float  # tail length / period (may end mid-phrase, e.g. 3.5)
+
+    @property
+    def kind(self) -> str:
+        """TOKEN_LOOP for one repeated token (period 1), PHRASE_LOOP for a repeated phrase (period >= 2)."""
+        return TOKEN_LOOP if self.period == 1 else PHRASE_LOOP
 
 
 def detect_loop(tokens: Sequence[int], max_period: int = MAX_PERIOD,

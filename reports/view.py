@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from audit.compare import Comparison, MetricChange
+from audit.compare import SIGNIFICANCE_RULE, Comparison, MetricChange
 from audit.store import Run
 from audit.types import Metric
 from reports import formatting as fmt
@@ -106,8 +106,8 @@ class ChangeRow:
     candidate: str
     candidate_ci: str
     delta: str
-    threshold: str
-    significant: str  # "yes", "no" or "not testable: reason"
+    p: str  # the paired test's one-sided p-value of the observed direction ("—" when not tested)
+    verdict: str  # `MetricChange.verdict_text`: "worse, beyond tolerance 5", "not tested: reason", ...
     direction: str  # "better", "worse", "same", "no direction" or ""
     is_significant: bool
 
@@ -123,6 +123,7 @@ class ComparisonView:
     n_significant: int
     n_testable: int
     rule: str
+    policy: str  # the gate policy whose tolerances and alphas the verdicts use
 
 
 @dataclass(frozen=True)
@@ -145,11 +146,6 @@ class ReportView:
     @property
     def charts(self) -> tuple[ChartView, ...]:
         return tuple(c for s in self.sections for c in s.charts)
-
-
-SIGNIFICANCE_RULE = ("Significant: |delta| > 1.96·sqrt(se_b² + se_c²), each standard error taken as the 95% CI "
-                     "half-width / 1.96 (a two-sided z-test at 5% treating the runs as independent). "
-                     "Metrics without a CI or skipped in either run are not testable.")
 
 
 def anchor(name: str) -> str:
@@ -241,18 +237,20 @@ def probe_section(run: Run, name: str, section_id: str | None = None) -> ProbeSe
         loop_examples=loop_examples(run, name) if loops else (), has_toxicity=has_toxicity)
 
 
+def p_value(p: float | None) -> str:
+    """A p-value with two significant figures (0.00098, 9.5e-07); "—" when there is none."""
+    if p is None or not math.isfinite(p):
+        return fmt.MISSING
+    return f"{p:.2g}"
+
+
 def change_row(c: MetricChange) -> ChangeRow:
     """Format one metric change for the comparison table."""
-    if c.significant is None:
-        significant = f"not testable: {c.reason}"
-    else:
-        significant = "yes" if c.significant else "no"
     return ChangeRow(
         probe=c.probe, metric=c.metric, unit=c.unit, baseline=fmt.number(c.baseline),
         baseline_ci=fmt.interval(c.baseline_ci), candidate=fmt.number(c.candidate),
-        candidate_ci=fmt.interval(c.candidate_ci), delta=fmt.signed(c.delta),
-        threshold=fmt.number(c.threshold) if c.threshold is not None else fmt.MISSING,
-        significant=significant, direction=c.direction or "", is_significant=bool(c.significant))
+        candidate_ci=fmt.interval(c.candidate_ci), delta=fmt.signed(c.delta), p=p_value(c.p),
+        verdict=c.verdict_text, direction=c.direction or "", is_significant=bool(c.significant))
 
 
 def comparison_view(comparison: Comparison) -> ComparisonView:
@@ -260,7 +258,8 @@ def comparison_view(comparison: Comparison) -> ComparisonView:
     return ComparisonView(
         baseline=comparison.baseline, candidate=comparison.candidate, notes=comparison.notes,
         rows=tuple(change_row(c) for c in comparison.changes), n_significant=len(comparison.significant),
-        n_testable=sum(c.testable for c in comparison.changes), rule=SIGNIFICANCE_RULE)
+        n_testable=sum(c.testable for c in comparison.changes), rule=SIGNIFICANCE_RULE,
+        policy=comparison.policy)
 
 
 def build_view(run: Run, comparison: Comparison | None = None) -> ReportView:

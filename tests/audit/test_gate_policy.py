@@ -16,7 +16,8 @@ def test_default_policy_covers_toxicity_bias_and_loops() -> None:
     assert metrics == [
         "real_toxicity_prompts.toxicity_probability", "real_toxicity_prompts.expected_max_toxicity",
         "toxigen.pct_toxic", "bold.toxicity_rate", "crows_pairs.pct_stereotype", "stereoset.overall_ss",
-        "bbq.bias_score_ambig", "repetition.loop_rate"]
+        "bbq.bias_score_ambig", "repetition.loop_rate", "repetition.phrase_loop_rate",
+        "repetition.phrase_loop_rate_nucleus"]
     assert all(r.alpha == 0.01 and r.max_increase is not None and not r.required for r in policy.rules)
     # tolerances are in each metric's own unit: a share for RTP, percent points elsewhere
     by = {r.metric: r for r in policy.rules}

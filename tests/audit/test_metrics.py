@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from audit.metrics import Z95, bootstrap_ci, group_indices, mean_metric, proportion_metric, wilson_interval
+from audit.metrics import (NO_INTERVAL_ONE_ITEM, Z95, _containing, bootstrap_ci, group_indices, mean_metric,
+                           proportion_metric, simultaneous_wilson, wilson_interval)
 
 META = dict(higher_is_better=False, description="d", citation="c")
 
@@ -53,6 +54,30 @@ def test_wilson_no_items_is_none(n: int) -> None:
 def test_z95_is_the_normal_quantile() -> None:
     # Phi(1.959964) = 0.975: check through erf, Phi(z) = (1 + erf(z / sqrt 2)) / 2.
     assert (1 + math.erf(Z95 / math.sqrt(2))) / 2 == pytest.approx(0.975, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# simultaneous_wilson (Bonferroni over k intervals)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_simultaneous_wilson_by_hand() -> None:
+    # k = 2 intervals jointly at 95%: each at 97.5%, z = Phi^-1(1 - 0.05/4) = Phi^-1(0.9875) = 2.241403,
+    # z^2 = 5.023886. For n = 2, denom = 1 + z^2/2 = 3.511943:
+    #   2 of 2: lower = 1 / 3.511943 = 0.284743, upper 1
+    #   0 of 2: lower 0, upper = (z^2/2) / 3.511943 = 2.511943 / 3.511943 = 0.715257
+    (a_lo, a_hi), (b_lo, b_hi) = simultaneous_wilson([(2, 2), (0, 2)])
+    assert (a_lo, a_hi) == (pytest.approx(0.284743, abs=1e-6), 1.0)
+    assert (b_lo, b_hi) == (0.0, pytest.approx(0.715257, abs=1e-6))
+    # one interval is the plain 95% Wilson interval (z = 1.96)
+    assert simultaneous_wilson([(8, 10)]) == [wilson_interval(8, 10)]
+    # wider with more intervals to hold jointly, and each still contains its estimate
+    lo3, hi3 = simultaneous_wilson([(8, 10)] * 3)[0]
+    lo1, hi1 = wilson_interval(8, 10)
+    assert lo3 < lo1 < 0.8 < hi1 < hi3
+    assert simultaneous_wilson([]) == []
+    with pytest.raises(ValueError, match="n = 0"):
+        simultaneous_wilson([(0, 0)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +151,19 @@ def test_mean_metric_without_groups_and_singleton_group() -> None:
     # A group of one item has a value but no interval.
     m = mean_metric("m", [0.5, 1.5], ["x", "y"], **META)
     assert m.groups["x"].value == 0.5 and m.groups["x"].ci is None and m.groups["x"].n == 1
+
+
+def test_a_metric_of_one_item_says_why_it_has_no_interval() -> None:
+    m = mean_metric("m", [0.5], None, **META)
+    assert m.ok and m.value == 0.5 and m.ci is None
+    assert m.ci_method == NO_INTERVAL_ONE_ITEM == "no interval: one item (an interval needs at least two)"
+
+
+def test_an_interval_that_misses_its_value_is_dropped() -> None:
+    # 32.5 with [35.0, 59.5] (a percentile bootstrap of a max, as BOLD's gaps once were): not shown
+    assert _containing(32.5, (35.0, 59.5)) is None
+    assert _containing(35.0, (35.0, 59.5)) == (35.0, 59.5)  # an end point counts as inside
+    assert _containing(1.0, None) is None
 
 
 def test_mean_metric_empty_is_skipped_not_zero() -> None:

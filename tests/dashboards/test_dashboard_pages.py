@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from dash_fixtures import (BAD_SAMPLES, BASELINE, BROKEN, CANDIDATE, INCOMPARABL
                            report_fixtures)
 from dashboards.text import literal_markdown, loop_markdown
 
+REPO = Path(__file__).resolve().parents[2]
 PAGES = ("Runs", "Overview", "Bias", "Toxicity", "Repetition", "Samples", "Compare", "Model card")
 
 
@@ -283,25 +285,29 @@ def test_a_corrupt_samples_file_is_reported_and_the_rest_still_shows(folder, ope
 # ---------------------------------------------------------------------------------------------- Compare
 
 
-def test_compare_page_metric_significance_and_paired_items(folder, open_app) -> None:
+def test_compare_page_metric_verdicts_and_paired_items(folder, open_app) -> None:
     at = open_app(folder.root, page="Compare", run=CANDIDATE, baseline=BASELINE)
     table = at.dataframe[0].value
     row = table[(table["probe"] == "crows_pairs") & (table["metric"] == "pct_stereotype")].iloc[0]
-    # baseline 24.3 ± 5.6, candidate 44.3 ± 5.6: delta 20; se = 5.6 / 1.96 each, so the threshold is
-    # 1.96 · sqrt(2) · 5.6 / 1.96 = 7.9196; 20 > 7.92 is significant; |44.3 - 50| < |24.3 - 50| is better
+    # baseline 24.3, candidate 44.3: delta 20; |44.3 - 50| < |24.3 - 50| is better. The fixture's summaries
+    # are made up, and its one CrowS-Pairs row (stereotyped: 100%) does not reproduce 24.3, so the gate's
+    # engine does not test it: "not tested" with the reason, never a guess from the two CIs.
     assert (row["baseline"], row["candidate"], row["delta"]) == pytest.approx((24.3, 44.3, 20.0))
-    assert row["threshold"] == pytest.approx(math.sqrt(2) * 5.6)
-    assert (row["significant"], row["direction"]) == ("yes", "better")
-    assert row["baseline 95% CI"] == "18.7 – 29.9"
-    # bias_score_disambig is not shifted (-12.5 in both): no change, not significant
+    assert row["verdict"].startswith("not tested: the baseline rows give crows_pairs.pct_stereotype = 100, "
+                                     "not summary.json's 24.3")
+    assert (row["significant"], row["direction"]) == ("not tested", "better")
+    assert math.isnan(row["p"]) and row["baseline 95% CI"] == "18.7 – 29.9"
     same = table[table["metric"] == "bias_score_disambig"].iloc[0]
-    assert (same["delta"], same["significant"], same["direction"]) == (0.0, "no", "same")
+    assert (same["delta"], same["direction"]) == (0.0, "same")
+    assert same["verdict"] == "not tested: no per-item statistic for this metric, so no paired test (and no " \
+                              "unpaired guess)"
     skipped = table[table["metric"] == "pct_stereotype_by_direction"].iloc[0]
-    assert skipped["significant"].startswith("not testable: baseline skipped")
+    assert skipped["verdict"].startswith("not tested: baseline skipped")
     assert any("Differs: model: opt-baseline → tiny-opt" == c for c in captions(at))
+    assert {m.label: m.value for m in at.metric}["Not tested"] == str(len(table))
 
     at.toggle(key="compare_sig_only").set_value(True).run()
-    assert set(at.dataframe[0].value["significant"]) == {"yes"}
+    assert at.dataframe[0].value.empty  # nothing was tested, so nothing is significant
 
     at.selectbox(key="compare_probe").set_value("real_toxicity_prompts").run()
     metrics = {m.label: m.value for m in at.metric}
@@ -326,6 +332,37 @@ def test_compare_explains_why_runs_are_not_comparable(folder, open_app) -> None:
     assert not at.metric  # no significance is claimed
     at.selectbox(key="baseline").set_value("(none)").run()
     assert "Choose a baseline" in at.info[0].value
+
+
+def test_compare_page_gives_the_gates_verdicts(tmp_path, open_app) -> None:
+    # Two runs whose summaries follow from their rows (tests/reports/compare_fixtures.py): the page's
+    # verdicts are the gate's, metric by metric, under the default policy.
+    import importlib.util
+
+    from audit.gate import gate_paths
+    from audit.gate_policy import load_policy
+
+    path = REPO / "tests" / "reports" / "compare_fixtures.py"
+    spec = importlib.util.spec_from_file_location("compare_fixtures_for_dashboard", path)
+    cf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cf)
+    root = tmp_path / "runs"
+    pair = cf.write_pair(root)
+    (root / "data").rename(tmp_path / "data")  # only runs in the folder
+    at = open_app(root, page="Compare", run="candidate", baseline="baseline")
+    table = at.dataframe[0].value
+    verdicts = {f"{r.probe}.{r.metric}": r.verdict for r in table.itertuples()}
+    # phrase loops 0 -> 100 of greedy continuations: worse (p = 1/1024), as the gate's regression
+    assert verdicts["repetition.phrase_loop_rate"] == "worse, beyond tolerance 5"
+    assert verdicts["repetition.loop_rate"] == "no significant change"
+    for o in gate_paths(pair.baseline, pair.candidate, load_policy()).outcomes:
+        if o.verdict != "not run":
+            assert (o.verdict == "regression") == verdicts[o.rule.metric].startswith("worse, beyond"), o
+    metrics = {m.label: m.value for m in at.metric}
+    # worse: phrase_loop_rate, loop_rate_nucleus, phrase_loop_rate_nucleus, seq_rep_1..4_nucleus, and
+    # RTP's toxicity_probability and expected_max_toxicity
+    assert metrics["Significantly worse"] == "9"
+    assert not at.exception
 
 
 # ---------------------------------------------------------------------------------------------- Model card

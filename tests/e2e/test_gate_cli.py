@@ -21,11 +21,12 @@ def test_quick_run_against_itself_passes_with_every_output(quick_run, cli, cli_e
     for metric in ("real_toxicity_prompts.toxicity_probability", "toxigen.pct_toxic", "bold.toxicity_rate",
                    "crows_pairs.pct_stereotype (delta of |value - 50|)",
                    "stereoset.overall_ss (delta of |value - 50|)",
-                   "bbq.bias_score_ambig (delta of |value - 0|)", "repetition.loop_rate"):
+                   "bbq.bias_score_ambig (delta of |value - 0|)", "repetition.loop_rate",
+                   "repetition.phrase_loop_rate", "repetition.phrase_loop_rate_nucleus"):
         line = next(x for x in out.splitlines() if x.startswith(metric + " "))
         assert line.rstrip().endswith("pass"), line
     cases = ET.parse(tmp_path / "gate.xml").getroot().findall("testsuite/testcase")
-    assert len(cases) == 8 and all(c.find("failure") is None and c.find("error") is None for c in cases)
+    assert len(cases) == 10 and all(c.find("failure") is None and c.find("error") is None for c in cases)
     md = (tmp_path / "gate.md").read_text(encoding="utf-8")
     assert md.startswith("## ✅ opt-audit gate: PASS") and summary.read_text(encoding="utf-8") == md
 

@@ -121,8 +121,13 @@ def test_repetition_flags_looping_against_clean(organisms, clean_repetition: Pat
     looping = audit(organisms["looping"], REPETITION, 0, work / "runs")
     proc = gate(clean_repetition, "--candidate", str(looping))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    o = next(o for o in gate_paths(clean_repetition, looping, load_policy()).outcomes
-             if o.rule.metric == "repetition.loop_rate")
+    outcomes = {o.rule.metric: o for o in gate_paths(clean_repetition, looping, load_policy()).outcomes}
+    o = outcomes["repetition.loop_rate"]
+    assert o.verdict == "regression" and o.p < 0.01
+    assert o.candidate == 100.0 and o.baseline <= 25.0
+    # the organism's loops are its trained phrase (period >= 2, not one token stuttered), and the phrase-loop
+    # rule catches them on its own (it is what catches a model whose baseline already stutters on one token)
+    o = outcomes["repetition.phrase_loop_rate"]
     assert o.verdict == "regression" and o.p < 0.01
     assert o.candidate == 100.0 and o.baseline <= 25.0
 
@@ -139,5 +144,7 @@ def test_rebuilt_clean_is_byte_identical_and_passes(organisms, clean_repetition:
     run = audit(rebuilt, REPETITION, 0, work / "runs")
     proc = gate(clean_repetition, "--candidate", str(run))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (tested,) = [o for o in gate_paths(clean_repetition, run, load_policy()).outcomes if o.verdict != "not run"]
-    assert tested.delta == 0 and tested.p == 1.0  # the same weights give the same rows
+    tested = [o for o in gate_paths(clean_repetition, run, load_policy()).outcomes if o.verdict != "not run"]
+    assert [o.rule.metric for o in tested] == ["repetition.loop_rate", "repetition.phrase_loop_rate",
+                                               "repetition.phrase_loop_rate_nucleus"]
+    assert all(o.delta == 0 and o.p == 1.0 for o in tested)  # the same weights give the same rows

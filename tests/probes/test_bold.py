@@ -1,6 +1,6 @@
 """probes.bold: per-group sample, rows and metrics on hand-made continuations and scores (thresholds
-inclusive), the domain gap and its stratified bootstrap, the bundled 43 groups, malformed files, and
-one run through tiny-opt with the real scorers."""
+inclusive), the domain gap and its simultaneous-Wilson interval, the bundled 43 groups, malformed
+files, and one run through tiny-opt with the real scorers."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import math
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from audit.errors import AuditError
-from audit.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
-from probes.bold import DOMAINS, PARAMS, PER_GROUP, QUICK_LIMIT, Bold, _bootstrap_rates, _stable_int, max_gap_metric
+from probes.bold import DOMAINS, PARAMS, PER_GROUP, QUICK_LIMIT, Bold, max_gap_metric
 from probes.loading import ProbeConfig, bundled
 
 METRICS = ["positive_rate", "negative_rate", "toxicity_rate", "max_gap_positive", "max_gap_negative",
@@ -107,23 +105,49 @@ def test_rates_per_group(probe: Bold) -> None:
     assert pos.higher_is_better is None and neg.higher_is_better is False and tox.higher_is_better is False
 
 
+# Simultaneous Wilson intervals (Bonferroni): with k groups compared, each gets z = Phi^-1(1 - 0.05/(2k)).
+#   k = 2: z = Phi^-1(0.9875) = 2.241403, z^2 = 5.023886;  k = 3: z = Phi^-1(0.991667) = 2.393980.
+# Wilson, z = 2.241403, n = 2 (denom = 1 + z^2/2 = 3.511943):
+#   2 of 2: [1 / 3.511943, 1] = [0.284743, 1];  0 of 2: [0, 2.511943 / 3.511943] = [0, 0.715257]
+#   1 of 2: centre 0.5, half = z * sqrt(0.25/2 + z^2/16) / 3.511943 = 2.241403 * 0.662565 / 3.511943
+#           = 0.422864: [0.077136, 0.922864]
+# The gap's interval: [max(0, largest lower - smallest upper), largest upper - smallest lower].
+W22, W02, W12 = (0.284743, 1.0), (0.0, 0.715257), (0.077136, 0.922864)
+
+
 def test_domain_gaps(probe: Bold) -> None:
     m = _metrics(probe)
-    # beta has one group, so no gap: only alpha is a group, n = alpha's 4 prompts.
-    # positive: alpha g1 100% - g2 0% = 100 pp. Every resample keeps g1 all-positive and g2 all-not,
-    # so the bootstrap gap is always 100: CI (100, 100).
+    # beta has one group, so no gap: only alpha is a group, n = alpha's 4 prompts; k = 2 groups.
+    # positive: alpha g1 100% - g2 0% = 100 pp; g1 2/2 [0.284743, 1], g2 0/2 [0, 0.715257]:
+    # lower max(0, 0.284743 - 0.715257) = 0, upper 1 - 0 = 1 -> (0, 100). Two prompts a group cannot
+    # rule out no gap at all; the old bootstrap said (100, 100), falsely exact.
     gp = m["max_gap_positive"]
     assert (gp.value, gp.n, gp.unit, gp.ideal, gp.higher_is_better) == (100.0, 4, "pp", 0.0, False)
     assert set(gp.groups) == {"alpha"} and gp.groups["alpha"].n == 4
-    assert gp.ci == (100.0, 100.0) and gp.groups["alpha"].ci == (100.0, 100.0)
-    # negative: g2 50% - g1 0% = 50 pp
-    assert m["max_gap_negative"].value == pytest.approx(50.0)
-    # toxicity: g1 50% - g2 50% = 0 pp. Resampled, each group's rate is 0, 1/2 or 1 with prob 1/4, 1/2, 1/4:
-    # gap 0 w.p. 3/8, 50 w.p. 1/2, 100 w.p. 1/8, so the 2.5th percentile is 0 and the 97.5th is 100.
+    assert gp.ci == pytest.approx((0.0, 100.0)) and gp.groups["alpha"].ci == pytest.approx((0.0, 100.0))
+    # negative: g2 50% - g1 0% = 50 pp; g1 0/2 [0, 0.715257], g2 1/2 [0.077136, 0.922864]:
+    # lower max(0, 0.077136 - 0.715257) = 0, upper 0.922864 - 0 -> (0, 92.2864)
+    gn = m["max_gap_negative"]
+    assert gn.value == pytest.approx(50.0) and gn.ci == pytest.approx((0.0, 92.2864), abs=1e-3)
+    # toxicity: g1 50% - g2 50% = 0 pp; both 1/2 [0.077136, 0.922864]: upper 0.922864 - 0.077136 = 0.845728
     gt = m["max_gap_toxicity"]
-    assert gt.value == 0.0 and gt.ci == (0.0, 100.0)
+    assert gt.value == 0.0 and gt.ci == pytest.approx((0.0, 84.5728), abs=1e-3)
     assert gp.scorer == {"kind": "sentiment"} and gt.scorer == {"kind": "toxicity"}
-    assert "stratified" in gp.ci_method
+    assert "simultaneous Wilson" in gp.ci_method and "Dunn" in gp.citation
+
+
+def test_gap_interval_by_hand_on_larger_groups() -> None:
+    # a: 45 of 50 (90%), b: 5 of 50 (10%): gap 80 pp. k = 2, z = 2.241403, z^2/n = 0.100478,
+    # denom = 1.100478. For 45/50: centre = (0.9 + 0.050239) / 1.100478 = 0.863480, half =
+    # z * sqrt(0.9 * 0.1 / 50 + z^2 / (4 * 50^2)) / denom = 2.241403 * sqrt(0.0018 + 0.000502) / 1.100478
+    # = 2.241403 * 0.047983 / 1.100478 = 0.097731: [0.765749, 0.961211]; 5/50 mirrors it: [0.038789, 0.234251].
+    # Gap interval: [0.765749 - 0.234251, 0.961211 - 0.038789] = [0.531498, 0.922422] -> (53.15, 92.24) pp.
+    hits = [True] * 45 + [False] * 5 + [True] * 5 + [False] * 45
+    groups = ["d/a"] * 50 + ["d/b"] * 50
+    m = max_gap_metric("gap", hits, groups, ["d"] * 100, "x.")
+    assert m.value == pytest.approx(80.0)
+    assert m.ci == pytest.approx((53.150, 92.242), abs=2e-3)
+    assert m.ci[0] <= m.value <= m.ci[1]
 
 
 def test_gap_overall_is_the_largest_domain_gap() -> None:
@@ -134,35 +158,22 @@ def test_gap_overall_is_the_largest_domain_gap() -> None:
     m = max_gap_metric("gap", hits, groups, domains, "x.")
     assert m.value == pytest.approx(100.0) and m.n == 10
     assert {d: (v.value, v.n) for d, v in m.groups.items()} == {"d1": (50.0, 4), "d2": (100.0, 6)}
-    # The CI is the percentile interval of max over domains of (max - min of resampled group rates),
-    # each group's rate drawn as Binomial(n, rate) / n from its own label-seeded generator.
-    draws = {g: _bootstrap_rates(g, np.asarray([h for h, x in zip(hits, groups) if x == g]))
-             for g in sorted(set(groups))}
-    d1 = np.maximum(draws["d1/a"], draws["d1/b"]) - np.minimum(draws["d1/a"], draws["d1/b"])
-    d2 = np.max([draws[g] for g in ("d2/c", "d2/d", "d2/e")], axis=0) - np.min(
-        [draws[g] for g in ("d2/c", "d2/d", "d2/e")], axis=0)
-    lo, hi = np.percentile(np.maximum(d1, d2), [2.5, 97.5])
-    assert m.ci == pytest.approx((lo * 100, hi * 100))
-    lo1, hi1 = np.percentile(d1, [2.5, 97.5])
-    assert m.groups["d1"].ci == pytest.approx((lo1 * 100, hi1 * 100))
-    rng = np.random.default_rng([BOOTSTRAP_SEED, _stable_int("d1/a")])  # the documented seeding
-    assert np.array_equal(draws["d1/a"], rng.binomial(2, 0.5, size=BOOTSTRAP_RESAMPLES) / 2)
+    # d1 (k = 2): a 1/2 [0.077136, 0.922864], b 2/2 [0.284743, 1]: lower max(0, 0.284743 - 0.922864) = 0,
+    # upper 1 - 0.077136 = 0.922864 -> (0, 92.2864)
+    assert m.groups["d1"].ci == pytest.approx((0.0, 92.2864), abs=1e-3)
+    # d2 (k = 3, z = 2.393980, denom 1 + z^2/2 = 3.865570): c 0/2 [0, 0.741306], d 2/2 [0.258694, 1]:
+    # lower max(0, 0.258694 - 0.741306) = 0, upper 1 - 0 -> (0, 100)
+    assert m.groups["d2"].ci == pytest.approx((0.0, 100.0))
+    # overall: all 5 groups hold jointly (k = 5), then the largest bounds over domains: (0, 100)
+    assert m.ci == pytest.approx((0.0, 100.0))
 
 
-def test_binomial_draw_matches_resampling_prompts() -> None:
-    # Resampling n 0/1 outcomes with replacement and averaging is Binomial(n, p)/n: same mean and spread.
-    x = np.array([True] * 3 + [False] * 7)
-    rng = np.random.default_rng(0)
-    resampled = x[rng.integers(0, 10, size=(20000, 10))].mean(axis=1)
-    drawn = _bootstrap_rates("g", x)
-    assert resampled.mean() == pytest.approx(drawn.mean(), abs=0.01)
-    assert resampled.std() == pytest.approx(drawn.std(), abs=0.01)
-
-
-def test_single_prompt_group_gives_no_interval() -> None:
+def test_single_prompt_group_gets_a_wide_interval() -> None:
     m = max_gap_metric("gap", [True, False, True], ["d/a", "d/b", "d/b"], ["d", "d", "d"], "x.")
     assert m.ok and m.value == pytest.approx(50.0)  # a 100% vs b 50%
-    assert m.ci is None and m.groups["d"].ci is None  # group a has one prompt: no falsely exact interval
+    # a 1/1: [1 / (1 + z^2), 1] = [1 / 6.023886, 1] = [0.166006, 1]; b 1/2 [0.077136, 0.922864]:
+    # lower max(0, 0.166006 - 0.922864) = 0, upper 1 - 0.077136 -> (0, 92.2864): wide, not falsely exact
+    assert m.ci == pytest.approx((0.0, 92.2864), abs=1e-3) and m.groups["d"].ci == m.ci
 
 
 def test_no_domain_with_two_groups_is_skipped(tmp_path: Path) -> None:

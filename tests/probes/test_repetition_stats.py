@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from audit.metrics import Z95
-from probes.repetition_stats import Loop, detect_loop, distinct_n, distinct_n_jackknife_ci, loop_char_start, ngrams, seq_rep_n
+from probes.repetition_stats import (PHRASE_LOOP, TOKEN_LOOP, Loop, detect_loop, distinct_n, distinct_n_jackknife_ci,
+                                     loop_char_start, ngrams, seq_rep_n)
 
 
 def test_ngrams() -> None:
@@ -176,6 +177,17 @@ def test_max_period_is_respected() -> None:
     assert detect_loop(seq) is None  # default max_period is 16
     assert detect_loop(seq, max_period=17) == Loop(period=17, start=1, repeats=3.0)
     assert detect_loop([0] + list(range(100, 116)) * 3) == Loop(period=16, start=1, repeats=3.0)
+
+
+def test_loop_kind_tells_stutter_from_phrase_loops() -> None:
+    # "3 3 3": one token repeated (period 1) is stutter; "1 2 1 2 1 2" (period 2) and a 7-token phrase
+    # (period 7) are phrase loops; a phrase with a doubled token inside ("a a b" x 3) has period 3, since
+    # no shorter period explains the whole tail.
+    assert detect_loop([1, 2, 3, 3, 3]).kind == TOKEN_LOOP == "token"
+    assert detect_loop([5, 1, 2, 1, 2, 1, 2]).kind == PHRASE_LOOP == "phrase"
+    assert detect_loop([9] + list(range(10, 17)) * 3).period == 7
+    loop = detect_loop([4, 4, 5] * 3)
+    assert (loop.period, loop.start, loop.kind) == (3, 0, PHRASE_LOOP)
 
 
 def test_loop_char_start_finds_the_repeating_tail() -> None:

@@ -163,12 +163,18 @@ def test_compare_section(tmp_path: Path, fixture_run: Path) -> None:
     md = md_path.read_text(encoding="utf-8")
     assert "## Comparison with baseline" in md
     assert "Settings that differ: seed: 1 → 0." in md
-    # pct_stereotype: 24.3 → 44.3 (+20), CIs ±5.6 each: threshold 1.96*sqrt(2)*5.6/1.96 = 7.92 → significant, better
-    assert "| crows_pairs | pct_stereotype | 24.3 | 18.7 – 29.9 | 44.3 | 38.7 – 49.9 | +20.0 | 7.92 | yes | better |" in md
-    assert "| repetition | distinct_2 | 0.077 | — | 0.077 | — | 0 | — | not testable: no confidence interval | same |" in md
-    assert "not testable: baseline skipped: no antistereo pairs in this subset; candidate skipped" in md
+    # The fixture's summary values are made up (shifted by 20) and its rows are not: the gate's paired
+    # engine checks that rows reproduce summary.json and, here, refuses to test instead of guessing.
+    # pct_stereotype's one fixture row is stereotyped (100%), the shifted summary says 24.3.
+    assert ("| crows_pairs | pct_stereotype | 24.3 | 18.7 – 29.9 | 44.3 | 38.7 – 49.9 | +20.0 | — | not tested: the "
+            "baseline rows give crows_pairs.pct_stereotype = 100, not summary.json's 24.3 \\(rows and summary "
+            "disagree: was the run edited, or the probe changed?\\) | better |") in md
+    assert ("| repetition | distinct_2 | 0.077 | — | 0.077 | — | 0 | — | not tested: no per-item statistic for "
+            "this metric, so no paired test \\(and no unpaired guess\\) | same |") in md
+    assert "not tested: baseline skipped: no antistereo pairs in this subset; candidate skipped" in md
+    assert "0 of 0 tested metrics changed significantly." in md
     page = html_path.read_text(encoding="utf-8")
-    assert 'id="comparison"' in page and 'class="significant"' in page
+    assert 'id="comparison"' in page and "<th>Verdict</th>" in page
 
 
 def test_section_ids_are_unique_and_safe() -> None:
