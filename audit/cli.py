@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from audit.errors import AuditError
 
@@ -52,8 +52,8 @@ def _scorer_args(p: argparse.ArgumentParser) -> None:
                         "detoxify:original|unbiased|multilingual|original-small|unbiased-small|custom "
                         "(custom: your own checkpoint of unknown origin, no published sha256 to check)")
     p.add_argument("--scorer-checkpoint", type=Path,
-                   help="a Detoxify .ckpt file. Torch checkpoints are pickles and can run code: "
-                        "only name files you trust")
+                   help="a Detoxify .ckpt file, read with torch's weights_only=True (tensors and plain "
+                        "containers; a checkpoint holding anything else, such as code, is refused)")
     p.add_argument("--scorer-config", type=Path,
                    help="local Hugging Face config + tokenizer directory for the checkpoint (offline use)")
     p.add_argument("--scorer-device", default="auto", help="auto, cpu or cuda")
@@ -85,12 +85,27 @@ def _vllm_options(args: argparse.Namespace):
                        enforce_eager=args.enforce_eager, prefix_caching=args.prefix_caching)
 
 
+class UsageError(AuditError):
+    """A command line that argparse refused (unknown flag, bad value, missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is one `opt-audit: error:` line (exit 2) like every other
+    user error, instead of the usage block; subcommand parsers inherit this class."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="opt-audit",
         description="Audit a causal language model for bias, toxicity and degeneration, with numbers "
                     "you can defend: every metric as its paper defines it, with a 95% CI and n.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from audit import __version__
+
+    parser.add_argument("--version", action="version", version=f"opt-audit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -99,8 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "cached and batched by a token budget; scores do not depend on batch size.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--model", required=True,
-                     help="hub id (facebook/opt-125m), local model directory, or 'tiny-opt' (embedded, random)")
+                     help="hub id (facebook/opt-125m), local model directory, a local .gguf file (dequantized to "
+                          "float; needs the gguf extra), or 'tiny-opt' (embedded, random)")
     run.add_argument("--revision", help="hub branch, tag or commit to pin (recorded in the manifest)")
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="let the model run its own Python code (an auto_map in its config). Off by default: "
+                          "such a model is refused. Only for code you have read; recorded in the manifest and report")
+    run.add_argument("--chat-template", action="store_true",
+                     help="wrap each generation prompt in the tokenizer's chat template (one user turn) for an "
+                          "instruct model. Default: plain completion, as lm-eval and the papers do; log-likelihood "
+                          "probes never use it. Recorded in the manifest and report")
     run.add_argument("--suite", help="named probe set: quick (every probe on a small subset; the demo), "
                                      "standard (everything at full size; the default), opt-paper (the OPT "
                                      "paper's §4 protocols beside its published numbers); see 'opt-audit suites'")
@@ -186,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     _scorer_args(validate)
     validate.add_argument("--out", type=Path, help="write the validity record (JSON) here")
     train = scorer_sub.add_parser("train-embedded", help="retrain the embedded scorer's head (deterministic)")
-    train.add_argument("--out", type=Path, help="head file to write (default: the packaged head)")
+    train.add_argument("--out", type=Path, required=True,
+                       help="head file to write (never the installed head: pass a path of your own)")
     train.add_argument("--seed", type=int, default=0)
 
     dash = sub.add_parser(
@@ -271,7 +295,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif "custom_prompts" in names and "custom_prompts" not in dict(args.data):
         raise AuditError("the custom_prompts probe needs your prompts: pass --prompts FILE.jsonl")
     data = tuple(sorted((p, str(Path(path).resolve())) for p, path in overrides))
-    spec = RunSpec(model=ModelSpec(args.model, args.revision, args.dtype, args.attn, args.device),
+    spec = RunSpec(model=ModelSpec(args.model, args.revision, args.dtype, args.attn, args.device,
+                                   trust_remote_code=args.trust_remote_code, chat_template=args.chat_template),
                    probes=tuple(names), suite=suite,
                    limit=args.limit, seed=args.seed, data=data,
                    scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args))
@@ -382,7 +407,9 @@ def cmd_scorers(args: argparse.Namespace) -> int:
         from audit.scoring.embedded import DEFAULT_HEAD
         from audit.scoring.train_embedded import train_embedded_head
 
-        out = train_embedded_head(args.out or DEFAULT_HEAD, seed=args.seed)
+        if args.out.resolve() == Path(DEFAULT_HEAD).resolve():
+            raise AuditError(f"--out {args.out}: that is the installed scorer head; write a copy elsewhere")
+        out = train_embedded_head(args.out, seed=args.seed)
         print(f"wrote embedded scorer head to {out}")
         return 0
     raise AuditError(f"unknown scorers action {args.scorers_command!r}")
@@ -435,47 +462,122 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    _quiet_libraries()
-    try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "probes":
-            return cmd_probes()
-        if args.command == "suites":
-            return cmd_suites()
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "card":
-            return cmd_card(args)
-        if args.command == "dashboard":
-            from dashboards.launch import launch
+    """Run one command; whatever goes wrong, the user gets one line on stderr, never a traceback.
 
-            return launch(args.runs_dir, args.port)
-        if args.command == "gate":
-            return cmd_gate(args)
-        if args.command == "organisms":
-            return cmd_organisms(args)
-        if args.command == "tiny-model":
-            return cmd_tiny(args)
-        if args.command == "scorers":
-            return cmd_scorers(args)
-    except AuditError as e:
-        print(f"opt-audit: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("opt-audit: interrupted; rerun the same command to resume from the cache", file=sys.stderr)
-        return 130
+    Exit 2: a user error (AuditError, a refused command line, a file that cannot be written: a
+    full disk names its path). Exit 1: a bug, shown as its exception type and message with a hint
+    to rerun with `--debug`, which (anywhere on the line) shows the traceback instead. The gate
+    exits 2 on a bug too, since its 1 means "regression". InputWarnings print as one
+    `opt-audit: warning:` line each.
+    """
+    import warnings
+
+    from audit.errors import InputWarning
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = _pop_debug(args_list)
+    command = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = _warning_printer(warnings.showwarning)
+        try:
+            parser = build_parser()
+            args = parser.parse_args(args_list)
+            command = args.command
+            if command is None:
+                parser.print_help()
+                return 2
+            return _dispatch(parser, args)
+        except AuditError as e:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            _error_line(str(e))
+            return 2
+        except KeyboardInterrupt:
+            print("opt-audit: interrupted; rerun the same command to resume from the cache", file=sys.stderr)
+            return 130
+        except OSError as e:  # the environment, not a bug: a full disk, a permission, a vanished file
+            if debug:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            _error_line(f"{where}{e.strerror or e}")
+            return 2
+        except Exception as e:  # noqa: BLE001 - the last line of defence against a traceback
+            if debug:
+                raise
+            _error_line(f"internal error: {type(e).__name__}: {e} (a bug in opt-audit; rerun with --debug "
+                        "for the traceback and report it)")
+            return 2 if command == "gate" else 1
+
+
+def _pop_debug(argv: list[str]) -> bool:
+    """Remove `--debug` from anywhere before a `--` (a global flag no subcommand declares, so
+    --help stays as it was); True when it was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    found = "--debug" in argv[:end]
+    argv[:end] = [a for a in argv[:end] if a != "--debug"]
+    return found
+
+
+def _error_line(message: str) -> None:
+    """One line on stderr: no control character or line break from a file name can forge another."""
+    from audit.textsafe import one_line
+
+    print(f"opt-audit: error: {one_line(message)}", file=sys.stderr)
+
+
+def _warning_printer(default):
+    """showwarning that prints an InputWarning as one `opt-audit: warning:` line, others as usual."""
+    from audit.errors import InputWarning
+    from audit.textsafe import one_line
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, InputWarning):
+            print(f"opt-audit: warning: {one_line(message)}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The command's function and its exit code."""
+    _quiet_libraries()
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "probes":
+        return cmd_probes()
+    if args.command == "suites":
+        return cmd_suites()
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "card":
+        return cmd_card(args)
+    if args.command == "dashboard":
+        from dashboards.launch import launch
+
+        return launch(args.runs_dir, args.port)
+    if args.command == "gate":
+        return cmd_gate(args)
+    if args.command == "organisms":
+        return cmd_organisms(args)
+    if args.command == "tiny-model":
+        return cmd_tiny(args)
+    if args.command == "scorers":
+        return cmd_scorers(args)
     parser.error(f"unknown command {args.command!r}")
-    return 2
 
 
 def _quiet_libraries() -> None:
-    """Keep the console for opt-audit's own progress bar and table."""
+    """Keep the console for opt-audit's own progress bar, table and error line: a library's
+    deprecation notice (transformers 5.24 printed one per forward call) is for developers, who see
+    it under pytest and `make test-latest`, not for the user's stderr."""
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -5,13 +5,17 @@
 
 A rule flags a regression only when both hold: the metric got worse by more than the rule's
 tolerance, and a paired test over the items both runs share says the worsening is significant at
-the rule's alpha (`audit.gate_paired`). A gate that fires on noise gets switched off, so noise alone
-must not fail it; a gate that misses a real regression is worse than none, so anything it cannot
-check makes it "undecided" (exit 2), never "pass":
+the rule's alpha (`audit.gate_paired`). The test and the verdict are `audit.significance`'s, the
+same code `opt-audit report --compare` and the dashboard use, so they agree with the gate. A gate
+that fires on noise gets switched off, so noise alone must not fail it; a gate that misses a real
+regression is worse than none, so anything it cannot check makes it "undecided" (exit 2), never
+"pass":
 
 - runs that cannot be compared: different probes, probe versions, data (sha256), scorer ids (a
   different toxicity classifier moves every toxicity number), suites, or decoding (sampler version);
-- a rule's metric missing or skipped in either run, or not reproducible from the run's rows.
+- a rule's metric missing or skipped in either run, or not reproducible from the run's rows;
+- a relative rule on a metric with no per-item statistic: it is "not tested" (there is no unpaired
+  fallback from the two runs' CIs: see `audit.significance`).
 
 Exit codes: 0 every rule passed; 1 at least one regression (and the runs are comparable); 2 the
 gate could not decide. A regression outranks an undecided rule: it is a definite finding.
@@ -25,22 +29,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
-import numpy as np
-
-from audit.compare import Z95, incomparability, standard_error
+from audit.compare import run_blockers
 from audit.errors import AuditError
-from audit.gate_paired import Pairing, item_statistic, item_table, pair, paired_test, table_value
 from audit.gate_policy import Policy, Rule
+from audit.significance import Rows, judge, paired_change, worse_for_rule
 from audit.store import Run, load_run
-from audit.types import Metric
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED = 0, 1, 2
 Verdict = Literal["pass", "regression", "undecided", "not run"]
 ABSOLUTE = "absolute bound on the candidate's value (no test)"
-UNPAIRED = "unpaired z-test from each run's 95% CI (no per-item statistic for this metric; one-sided)"
-_REPRODUCE_TOL = 1e-6  # relative: recomputing a metric from its rows must give summary.json's value
 
 
 @dataclass(frozen=True)
@@ -90,33 +89,6 @@ class GateResult:
                 EXIT_UNDECIDED: "UNDECIDED: the gate could not decide"}[self.exit_code]
 
 
-def run_blockers(base: Run, cand: Run) -> tuple[str, ...]:
-    """Every reason two runs cannot be gated: compare.incomparability plus suite and decoding."""
-    reasons = list(incomparability(base, cand))
-    suite_b = (base.manifest.get("spec") or {}).get("suite")
-    suite_c = (cand.manifest.get("spec") or {}).get("suite")
-    if suite_b != suite_c:
-        reasons.append(f"runs from different suites (baseline {suite_b or 'none: --probes'}, "
-                       f"candidate {suite_c or 'none: --probes'})")
-    sampler_b, sampler_c = _sampler(base), _sampler(cand)
-    if sampler_b != sampler_c:
-        reasons.append(f"different decoding: sampler {sampler_b or 'unknown'} vs {sampler_c or 'unknown'} "
-                       "(samples from different samplers are not comparable)")
-    return tuple(reasons)
-
-
-def _sampler(run: Run) -> str | None:
-    """The sampler from the backend id: its last '|'-field ('sampler1' under hf, 'vllm seeds1' under vLLM).
-
-    hf and vLLM draw from different random streams, so their samples are never paired item by item.
-    """
-    backend = str(run.manifest.get("backend_id") or "")
-    last = backend.rsplit("|", 1)[-1]
-    if backend.startswith("vllm:") and last.startswith("seeds"):
-        return f"vllm {last}"
-    return last if last.startswith("sampler") else None
-
-
 def setting_notes(base: Run, cand: Run) -> tuple[str, ...]:
     """Settings that differ but are what a comparison is for (model, revision, dtype, seed, limit)."""
     def facts(run: Run) -> dict[str, object]:
@@ -153,7 +125,8 @@ def gate_runs(base: Run, cand: Run, policy: Policy, *, baseline_label: str | Non
     """Apply `policy` to a baseline and a candidate run."""
     check_policy(policy, base, cand)
     blockers = run_blockers(base, cand)
-    outcomes = tuple(_outcome(rule, base, cand, policy.seed, blockers) for rule in policy.rules)
+    rows = Rows()  # each probe's rows are read once, however many rules read them
+    outcomes = tuple(_outcome(rule, base, cand, policy.seed, blockers, rows) for rule in policy.rules)
     return GateResult(baseline=baseline_label or str(base.path), candidate=candidate_label or str(cand.path),
                       policy=policy, blockers=blockers, notes=setting_notes(base, cand), outcomes=outcomes)
 
@@ -172,17 +145,7 @@ def _load(path: Path, flag: str) -> Run:
         raise AuditError(f"{flag}: {e}") from None
 
 
-def _quantity(rule: Rule, ref: Metric) -> tuple[str, Callable[[object], np.ndarray]]:
-    """What the tolerance applies to, as a label and a map value -> quantity (larger = worse)."""
-    if rule.max_decrease is not None:
-        return "value", lambda v: -np.asarray(v)
-    if ref.ideal is not None:
-        ideal = float(ref.ideal)
-        return f"|value - {ideal:g}|", lambda v: np.abs(np.asarray(v) - ideal)
-    return "value", lambda v: np.asarray(v)
-
-
-def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, ...]) -> RuleOutcome:
+def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, ...], rows: Rows) -> RuleOutcome:
     in_runs = [rule.probe in run.probes for run in (base, cand)]
     if not any(in_runs) and not rule.required:
         return RuleOutcome(rule, "not run", reasons=(f"probe {rule.probe} is in neither run (rule not required)",))
@@ -207,26 +170,28 @@ def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, .
     if missing:
         return RuleOutcome(rule, "undecided", reasons=tuple(missing), **shown)
     assert ref is not None and vb is not None and vc is not None
-    label, quantity = _quantity(rule, ref)
+    worse_way = worse_for_rule(rule.max_decrease is not None, ref)
     failures: list[str] = []
     notes: list[str] = []
-    fields: dict[str, object] = dict(quantity=label, **shown)
+    fields: dict[str, object] = dict(quantity=worse_way.label, **shown)
     if rule.relative:
-        tested = _relative(rule, base, cand, quantity, seed)
-        if isinstance(tested, str):
-            return RuleOutcome(rule, "undecided", reasons=(tested,), **fields)
-        fields.update(tested.fields)
-        notes.extend(tested.notes)
+        test = paired_change(base, cand, rule.probe, rule.name, worse_way, seed, rows)
+        if not test.tested:
+            return RuleOutcome(rule, "undecided", reasons=(f"not tested: {test.reason}",), **fields)
+        assert test.worsening is not None and test.p_worse is not None
+        fields.update(baseline=test.baseline, candidate=test.candidate, delta=test.worsening, ci=test.ci,
+                      p=test.p_worse, method=test.method, n=test.n)
+        notes.extend(test.notes)
         tolerance = rule.max_increase if rule.max_increase is not None else rule.max_decrease
-        worse, p = tested.worsening, tested.p
-        beyond = worse > tolerance
-        significant = p < rule.alpha
-        if beyond and significant:
+        assert tolerance is not None
+        verdict = judge(test, tolerance=tolerance, alpha=rule.alpha)
+        worse, p = test.worsening, test.p_worse
+        if verdict == "worse":
             failures.append(f"worse by {worse:.4g} > tolerance {tolerance:g} and p = {p:.3g} < alpha {rule.alpha:g}")
-        elif beyond:
+        elif worse > tolerance:
             notes.append(f"worse by {worse:.4g} > tolerance {tolerance:g}, but not significant "
                          f"(p = {p:.3g} >= alpha {rule.alpha:g})")
-        elif significant and worse > 0:
+        elif verdict == "within tolerance":
             notes.append(f"significantly worse (p = {p:.3g}) but within tolerance {tolerance:g}")
     else:
         fields["method"] = ABSOLUTE
@@ -235,59 +200,6 @@ def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, .
     if rule.min_value is not None and vc < rule.min_value:
         failures.append(f"candidate {vc:.4g} < min_value {rule.min_value:g}")
     return RuleOutcome(rule, "regression" if failures else "pass", reasons=tuple(failures + notes), **fields)
-
-
-@dataclass(frozen=True)
-class _Tested:
-    worsening: float
-    p: float
-    fields: dict[str, object]
-    notes: tuple[str, ...] = ()
-
-
-def _relative(rule: Rule, base: Run, cand: Run, quantity: Callable[[object], np.ndarray], seed: int) -> _Tested | str:
-    """The paired test when the metric has an item statistic, else the unpaired CI test; a string
-    is the reason the rule cannot be decided."""
-    stat = item_statistic(rule.metric)
-    if stat is None:
-        return _unpaired(rule, base, cand, quantity)
-    tables = []
-    for side, run in (("baseline", base), ("candidate", cand)):
-        where = f"{run.path}/samples/{rule.probe}.jsonl"
-        if not (run.path / "samples" / f"{rule.probe}.jsonl").exists():
-            return f"{where} is missing: the paired test needs the per-item rows"
-        table = item_table(stat, run.samples(rule.probe), where)
-        summary = run.metric(rule.probe, rule.name)
-        assert summary is not None
-        value = table_value(stat, table)
-        if not math.isclose(value, summary.value, rel_tol=_REPRODUCE_TOL, abs_tol=_REPRODUCE_TOL):
-            return (f"the {side} rows give {rule.metric} = {value:.6g}, not summary.json's {summary.value:.6g} "
-                    "(rows and summary disagree: was the run edited, or the probe changed?)")
-        tables.append(table)
-    pairing: Pairing = pair(*tables)
-    if not pairing.keys:
-        return "the runs share no items (different --limit or data?)"
-    test = paired_test(stat, pairing, quantity, seed)
-    notes = []
-    if pairing.only_baseline or pairing.only_candidate:
-        notes.append(f"paired on {len(pairing.keys)} shared items ({pairing.only_baseline} only in the baseline, "
-                     f"{pairing.only_candidate} only in the candidate)")
-    return _Tested(test.worsening, test.p, dict(
-        baseline=test.baseline, candidate=test.candidate, delta=test.worsening, ci=test.ci, p=test.p,
-        method=test.method, n=test.n), tuple(notes))
-
-
-def _unpaired(rule: Rule, base: Run, cand: Run, quantity: Callable[[object], np.ndarray]) -> _Tested | str:
-    mb, mc = base.metric(rule.probe, rule.name), cand.metric(rule.probe, rule.name)
-    assert mb is not None and mc is not None
-    se_b, se_c = standard_error(mb.ci), standard_error(mc.ci)
-    if se_b is None or se_c is None:
-        return f"{rule.metric} has no item statistic and no confidence interval in both runs: it cannot be tested"
-    worse = float(quantity(mc.value) - quantity(mb.value))
-    se = math.hypot(se_b, se_c)
-    p = 0.5 * math.erfc(worse / se / math.sqrt(2)) if se > 0 else (0.0 if worse > 0 else 1.0)
-    return _Tested(worse, p, dict(delta=worse, ci=(worse - Z95 * se, worse + Z95 * se), p=p, method=UNPAIRED,
-                                  n=min(mb.n, mc.n)))
 
 
 def candidate_spec(baseline: Run, model: str, revision: str | None = None):
@@ -302,7 +214,8 @@ def candidate_spec(baseline: Run, model: str, revision: str | None = None):
     if not isinstance(spec, dict):
         raise AuditError(f"{where}: no 'spec' (the RunSpec); cannot rerun it with another model")
     try:
-        model_spec = ModelSpec(**{**spec["model"], "model": model, "revision": revision})
+        # never inherit trust from a baseline manifest: a candidate folder's code runs only if asked for
+        model_spec = ModelSpec(**{**spec["model"], "model": model, "revision": revision, "trust_remote_code": False})
         data = tuple((str(p), str(path)) for p, path in spec.get("data") or ())
         scorer = ScorerSpec(**(spec.get("scorer") or {}))
         vllm = VLLMOptions(**(spec.get("vllm") or {}))

@@ -3,6 +3,10 @@
 All three render the same `GateResult`, so a CI log, a job summary and a test report never
 disagree. JUnit has one testcase per rule: a regression is a <failure>, an undecided rule an
 <error>, a rule whose probe neither run includes is <skipped>.
+
+Run paths, the policy file name and rule names are user text: through `audit.textsafe` the
+console and the XML drop their control characters (no ANSI escape reaches a CI log, the XML
+stays well-formed) and the Markdown escapes them (no link, image or HTML from a folder name).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Mapping
 from audit.errors import AuditError
 from audit.gate import GateResult, RuleOutcome
 from audit.store import atomic_write_text
+from audit.textsafe import clean_text, markdown_code_span, markdown_text, one_line
 
 _VERDICT = {"pass": "pass", "regression": "REGRESSION", "undecided": "UNDECIDED", "not run": "not run"}
 _ICON = {"pass": "✅ pass", "regression": "❌ regression", "undecided": "⚠️ undecided", "not run": "➖ not run"}
@@ -57,7 +62,7 @@ def _methods(result: GateResult) -> list[str]:
 
 def format_console(result: GateResult) -> str:
     """The table a CI log shows: metric, baseline, candidate, delta, CI of the delta, p, verdict."""
-    rows = [(_label(o), _num(o.baseline), _num(o.candidate), _num(o.delta, True), _ci(o), _p(o.p),
+    rows = [(one_line(_label(o)), _num(o.baseline), _num(o.candidate), _num(o.delta, True), _ci(o), _p(o.p),
              _VERDICT[o.verdict]) for o in result.outcomes if o.verdict != "not run"]
     head = ("rule", "baseline", "candidate", "delta", "95% CI of delta", "p", "verdict")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -66,58 +71,62 @@ def format_console(result: GateResult) -> str:
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
 
-    out = [f"gate: baseline {result.baseline}", f"      candidate {result.candidate}",
-           f"      policy {result.policy.source}", ""]
+    out = [f"gate: baseline {one_line(result.baseline)}", f"      candidate {one_line(result.candidate)}",
+           f"      policy {one_line(result.policy.source)}", ""]
     out += [line(head), "-" * len(line(head))] + [line(r) for r in rows]
     if _not_run(result):
-        out.append(f"not run (probe in neither run): {', '.join(_not_run(result))}")
+        out.append(f"not run (probe in neither run): {one_line(', '.join(_not_run(result)))}")
     details = [(o, r) for o in result.outcomes for r in o.reasons if o.verdict != "not run"]
     if details:
         out.append("")
-        out += [f"{_label(o)}: {r}" for o, r in details]
+        out += [one_line(f"{_label(o)}: {r}") for o, r in details]
     if result.blockers:
         out.append("")
         out.append("the runs are not comparable:")
-        out += [f"  - {b}" for b in result.blockers]
+        out += [f"  - {one_line(b)}" for b in result.blockers]
     if result.notes:
         out.append("")
-        out.append("differences (what is being compared): " + "; ".join(result.notes))
+        out.append("differences (what is being compared): " + one_line("; ".join(result.notes)))
     for k, v in result.extra.items():
-        out.append(f"{k}: {v}")
+        out.append(one_line(f"{k}: {v}"))
     methods = _methods(result)
     if methods:
         out.append("")
         out.append("tests: delta = candidate - baseline, signed so that positive is worse (for a metric with an "
                    "ideal, the change of |value - ideal|); p is one-sided")
-        out += [f"  - {m}" for m in methods]
+        out += [f"  - {one_line(m)}" for m in methods]
     out.append("")
     out.append(f"gate: {result.verdict} (exit {result.exit_code})")
     return "\n".join(out)
 
 
 def _md(text: str) -> str:
-    """Escape a cell for a Markdown table (run paths and reasons are user text)."""
-    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("\n", " "))
+    """Escape user text (run paths, policy name, reasons) for one line or table cell of Markdown."""
+    return markdown_text(text, newline=" ")
+
+
+def _code(text: str, in_table: bool = False) -> str:
+    """A rule or metric name as inline code (the name cannot close the span)."""
+    return markdown_code_span(text, in_table=in_table)
 
 
 def format_markdown(result: GateResult) -> str:
     """A job summary: the verdict first, then the table, reasons, comparability and the tests used."""
     icon = {0: "✅", 1: "❌", 2: "⚠️"}[result.exit_code]
     out = [f"## {icon} opt-audit gate: {result.verdict}", "",
-           f"- baseline: `{_md(result.baseline)}`", f"- candidate: `{_md(result.candidate)}`",
+           f"- baseline: {_md(result.baseline)}", f"- candidate: {_md(result.candidate)}",
            f"- policy: {_md(result.policy.source)}", ""]
     out.append("| rule | baseline | candidate | delta | 95% CI of delta | p | verdict |")
     out.append("|---|---:|---:|---:|---|---:|---|")
     for o in (o for o in result.outcomes if o.verdict != "not run"):
-        out.append(f"| `{_md(_label(o))}` | {_num(o.baseline)} | {_num(o.candidate)} | {_num(o.delta, True)} | "
-                   f"{_ci(o)} | {_p(o.p)} | {_ICON[o.verdict]} |")
+        out.append(f"| {_code(_label(o), in_table=True)} | {_num(o.baseline)} | {_num(o.candidate)} | "
+                   f"{_num(o.delta, True)} | {_ci(o)} | {_p(o.p)} | {_ICON[o.verdict]} |")
     if _not_run(result):
-        out += ["", "Not run (probe in neither run): " + ", ".join(f"`{m}`" for m in _not_run(result))]
+        out += ["", "Not run (probe in neither run): " + ", ".join(_code(m) for m in _not_run(result))]
     details = [(o, r) for o in result.outcomes for r in o.reasons if o.verdict != "not run"]
     if details:
         out.append("")
-        out += [f"- `{_md(_label(o))}`: {_md(r)}" for o, r in details]
+        out += [f"- {_code(_label(o))}: {_md(r)}" for o, r in details]
     if result.blockers:
         out += ["", "**The runs are not comparable:**", ""] + [f"- {_md(b)}" for b in result.blockers]
     if result.notes:
@@ -135,7 +144,9 @@ def format_markdown(result: GateResult) -> str:
 
 
 def junit_xml(result: GateResult) -> str:
-    """JUnit XML, one testcase per rule, for CI test-report widgets."""
+    """JUnit XML, one testcase per rule, for CI test-report widgets; every value from the runs or the
+    policy passes `clean_text`, because a control character makes XML 1.0 not well-formed."""
+    x = clean_text
     failures = sum(o.verdict == "regression" for o in result.outcomes)
     errors = sum(o.verdict == "undecided" for o in result.outcomes)
     skipped = sum(o.verdict == "not run" for o in result.outcomes)
@@ -146,16 +157,16 @@ def junit_xml(result: GateResult) -> str:
     props = ET.SubElement(suite, "properties")
     for name, value in (("baseline", result.baseline), ("candidate", result.candidate),
                         ("policy", result.policy.source), ("verdict", result.verdict)):
-        ET.SubElement(props, "property", name=name, value=value)
+        ET.SubElement(props, "property", name=name, value=x(value))
     for o in result.outcomes:
-        case = ET.SubElement(suite, "testcase", classname=f"opt_audit.gate.{o.rule.probe}", name=o.rule.name)
-        summary = (f"baseline {_num(o.baseline)}, candidate {_num(o.candidate)}, delta {_num(o.delta, True)} "
-                   f"{_ci(o)}, p {_p(o.p)}; {o.method or 'no test'}")
-        reasons = "; ".join(o.reasons)
+        case = ET.SubElement(suite, "testcase", classname=x(f"opt_audit.gate.{o.rule.probe}"), name=x(o.rule.name))
+        summary = x(f"baseline {_num(o.baseline)}, candidate {_num(o.candidate)}, delta {_num(o.delta, True)} "
+                    f"{_ci(o)}, p {_p(o.p)}; {o.method or 'no test'}")
+        reasons = x("; ".join(o.reasons))
         if o.verdict == "regression":
             ET.SubElement(case, "failure", message=reasons, type="regression").text = summary
         elif o.verdict == "undecided":
-            why = reasons + ("; " + "; ".join(result.blockers) if result.blockers else "")
+            why = reasons + ("; " + x("; ".join(result.blockers)) if result.blockers else "")
             ET.SubElement(case, "error", message=why, type="undecided").text = summary
         elif o.verdict == "not run":
             ET.SubElement(case, "skipped", message=reasons)

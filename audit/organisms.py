@@ -148,7 +148,7 @@ def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None, *, pr
     torch.set_num_threads(BUILD_THREADS)
     try:
         model = OPTForCausalLM.from_pretrained(str(tiny_model_dir()), dtype=torch.float32,
-                                               attn_implementation="eager")
+                                               attn_implementation="eager", trust_remote_code=False)
         loss = _fine_tune(model, data, tokenizer.bos_token_id, recipe, name if progress else None)
     finally:
         torch.set_num_threads(threads)

@@ -12,23 +12,28 @@ import hashlib
 import os
 import platform
 import re
+import shutil
+import sqlite3
 import sys
+import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from audit import __version__
 from audit.backends.hf import ModelSpec, is_out_of_memory
 from audit.backends.registry import load_backend
 from audit.backends.vllm import VLLMOptions
-from audit.cache import ResultCache
+from audit.cache import ResultCache, check_cache
 from audit.engine import EngineOptions, EngineStats, run_requests
-from audit.errors import AuditError
-from audit.scoring.registry import ScorerSpec
-from audit.store import CACHE, MANIFEST, load_manifest, write_manifest, write_samples, write_summary
-from audit.types import Backend, Metric, Probe, ProbeInfo, Request, TextScores, canonical_json
+from audit.errors import AuditError, InputWarning
+from audit.scoring.registry import ScorerSpec, check_kind
+from audit.store import (CACHE, MANIFEST, SAMPLES_DIR, SUMMARY, load_manifest, lock_run_dir, write_error,
+                         write_manifest, write_samples, write_summary)
+from audit.types import Backend, Generate, Metric, Probe, ProbeInfo, Request, TextScores, canonical_json
 from probes.loading import ProbeConfig
 from probes.registry import build_probe, probe_limit, suite_references
 
@@ -56,11 +61,14 @@ class RunSpec:
     def result_hash(self) -> str:
         """Short hash of the output-relevant fields: the run directory's suffix.
 
-        The backend fields enter only when vLLM is used, so every hf run keeps the name it had
-        before they existed; of vLLM's settings only those that can change a number count
-        (memory share and executor only place the work).
+        The backend fields enter only when vLLM is used, and `trust_remote_code` and `chat_template`
+        only when set, so every hf run keeps the name it had before they existed; of vLLM's settings
+        only those that can change a number count (memory share and executor only place the work).
         """
         payload = asdict(self)
+        for flag in ("trust_remote_code", "chat_template"):  # a default keeps the names runs had before the flag
+            if not payload["model"].get(flag):
+                payload["model"].pop(flag, None)
         if self.backend == "hf":
             del payload["backend"], payload["vllm"]
         else:
@@ -192,59 +200,250 @@ def hardware() -> dict[str, Any]:
 
 def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOptions(),
             command: str = "") -> RunOutcome:
-    """Run (or resume) an audit and write its run directory."""
+    """Run (or resume) an audit and write its run directory.
+
+    The order makes bad input cheap: data files are parsed (strictly: probes.loading) and the
+    scorer checked before anything is written; the run directory is then locked
+    (`audit.store.lock_run_dir`: a second identical run stops at once) and its cache.sqlite
+    checked before the model loads. A rerun of a complete run never demotes it: its manifest
+    stays `complete` until new results replace it, and a failed rerun is recorded under
+    `failed_attempts` (see `_record_failure`).
+    """
     t0 = time.perf_counter()
     overrides = dict(spec.data)
-    probes = {name: build_probe(name, ProbeConfig(limit=probe_limit(spec.suite, name, spec.limit),
-                                                  data=Path(overrides[name]) if name in overrides else None))
-              for name in spec.probes}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputWarning)
+        probes = {name: build_probe(name, ProbeConfig(limit=probe_limit(spec.suite, name, spec.limit),
+                                                      data=Path(overrides[name]) if name in overrides else None))
+                  for name in spec.probes}
+    input_warnings = _replay_warnings(caught)
     references = [r.to_json() for r in suite_references(spec.suite, list(spec.probes))]
+    for kind in sorted({k for p in probes.values() for k in p.score_kinds}):
+        check_kind(kind, spec.scorer)  # a scorer that cannot serve the run fails before the model loads
     ensure_writable(out_root)
-    backend = load_backend(spec.model, spec.backend, spec.vllm)
-    model_facts = backend.describe()
-    t_load = time.perf_counter()
-
-    asked = {name: p.requests() for name, p in probes.items()}
     run_dir = out_root / spec.run_name()
-    previous = load_manifest(run_dir) if (run_dir / MANIFEST).exists() else {}
-    manifest: dict[str, Any] = {
-        "run_id": run_dir.name,
-        "status": "running",
-        "command": command,
-        "spec": asdict(spec),
-        "model": model_facts,
-        "backend_id": backend.id,
-        "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
-                          "requests": len(asked[name])} for name, p in probes.items()},
-        "engine": {"token_budget": options.token_budget, "max_batch_size": options.max_batch_size},
-        "versions": library_versions(),
-        "hardware": hardware(),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "attempts": int(previous.get("attempts", 0)) + 1,
-    }
-    write_manifest(run_dir, manifest)
+    created = not run_dir.exists()
     try:
-        result = evaluate(probes, backend, run_dir / CACHE, options=options, scorer=spec.scorer)
-        manifest["scorers"] = result.scorers
-        for name, rows in result.rows.items():
-            write_samples(run_dir, name, rows)
-        write_summary(run_dir, result.metrics, references=references)
-    except BaseException as e:
-        manifest.update(status="failed", error=f"{type(e).__name__}: {e}",
-                        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        write_manifest(run_dir, manifest)
-        raise
-    t_end = time.perf_counter()
-    manifest.update(
-        status="complete",
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        requests=asdict(result.stats),
-        timings_s={"load": round(t_load - t0, 3), "model": round(result.seconds_model, 3),
-                   "scoring": round(result.seconds_scoring, 3), "total": round(t_end - t0, 3)},
-    )
-    write_manifest(run_dir, manifest)
+        with lock_run_dir(run_dir):
+            check_cache(run_dir / CACHE)  # a corrupt or foreign cache fails before the model loads
+            previous = load_manifest(run_dir) if (run_dir / MANIFEST).exists() else {}
+            backend = load_backend(spec.model, spec.backend, spec.vllm)
+            model_facts = backend.describe()
+            t_load = time.perf_counter()
+
+            asked = {name: p.requests() for name, p in probes.items()}
+            truncation = prompt_truncation(backend, asked)
+            attempt = int(previous.get("attempts", 0)) + 1
+            started = _now()
+            manifest: dict[str, Any] = {
+                "run_id": run_dir.name,
+                "status": "running",
+                "command": command,
+                "spec": asdict(spec),
+                "model": model_facts,
+                "backend_id": backend.id,
+                "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
+                                  "requests": len(asked[name])} for name, p in probes.items()},
+                "engine": {"token_budget": options.token_budget, "max_batch_size": options.max_batch_size},
+                "versions": library_versions(),
+                "hardware": hardware(),
+                "started_at": started,
+                "attempts": attempt,
+                "truncation": _truncation_record(truncation, backend),
+            }
+            if input_warnings:
+                manifest["input_warnings"] = input_warnings
+            history = _failed_attempts(previous)
+            if history:
+                manifest["failed_attempts"] = history
+            if previous.get("status") == "complete":  # keep it complete while the rerun runs
+                write_manifest(run_dir, {**previous, "attempts": attempt,
+                                         "rerun": {"attempt": attempt, "status": "running", "started_at": started}})
+            else:
+                write_manifest(run_dir, manifest)
+            try:
+                result = evaluate(probes, backend, run_dir / CACHE, options=options, scorer=spec.scorer)
+                manifest["scorers"] = result.scorers
+                _write_results(run_dir, _with_truncation(result.rows, truncation), result.metrics, references)
+            except sqlite3.Error as e:  # the score table of cache.sqlite (the result table raises AuditError)
+                error = AuditError(f"{run_dir / CACHE}: {e}; results committed before this are kept")
+                _record_failure(run_dir, manifest, previous, error)
+                raise error from None
+            except BaseException as e:
+                _record_failure(run_dir, manifest, previous, e)
+                raise
+            t_end = time.perf_counter()
+            manifest.update(
+                status="complete",
+                finished_at=_now(),
+                requests=asdict(result.stats),
+                timings_s={"load": round(t_load - t0, 3), "model": round(result.seconds_model, 3),
+                           "scoring": round(result.seconds_scoring, 3), "total": round(t_end - t0, 3)},
+            )
+            write_manifest(run_dir, manifest)
+    finally:
+        if created:
+            _remove_if_empty(run_dir)  # a run refused before it wrote anything leaves no folder
     return RunOutcome(run_dir, result.metrics, result.stats, t_end - t0, model_facts, result.scorers,
                       references)
+
+
+TRUNCATION_RULE = ("a generation prompt longer than the model's context minus max_new_tokens keeps its last "
+                   "(context - max_new_tokens) tokens, the rule of the hf backend (audit/backends/hf.py, "
+                   "HFBackend._prompt_tokens and prompt_truncation) that vllm shares; each row records the tokens "
+                   "cut as truncated_tokens")
+
+
+def prompt_truncation(backend: Backend, asked: Mapping[str, Sequence[Request]]) -> dict[str, dict[str, int]]:
+    """probe -> {prompt: tokens the backend cuts from its start} for every generation prompt.
+
+    Why here and not in the backend: the rows must say which prompts the model did not see whole,
+    and the backends report only results. A backend's own `prompt_truncation(request)` is used
+    when it has one (the hf backend does: it knows its prompt rule and chat template); otherwise
+    `TRUNCATION_RULE` is applied to its `tokenizer` and `max_length`, tokenizing only a prompt that
+    could be too long (more UTF-8 bytes than room; a byte-level BPE token covers at least one
+    byte), so a normal run pays nothing. A backend with neither gives {} (nothing measured, no
+    field in the rows).
+    """
+    own = getattr(backend, "prompt_truncation", None)
+    tokenizer = getattr(backend, "tokenizer", None)
+    context = getattr(backend, "max_length", None)
+    if own is None and (tokenizer is None or not isinstance(context, int)):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for name, requests in asked.items():
+        cut: dict[str, int] = {}
+        for r in requests:
+            if not isinstance(r, Generate):
+                continue
+            if own is not None:
+                n = int(own(r))
+            else:
+                room = max(1, context - r.params.max_new_tokens)
+                if len(r.prompt.encode("utf-8", "surrogatepass")) + 8 <= room:
+                    n = 0  # even one token per byte, plus special tokens, fits
+                else:
+                    n = max(0, len(tokenizer(r.prompt, add_special_tokens=True)["input_ids"]) - room)
+            cut[r.prompt] = max(cut.get(r.prompt, 0), n)
+        if cut:
+            out[name] = cut
+    return out
+
+
+def _truncation_record(truncation: Mapping[str, Mapping[str, int]], backend: Backend) -> dict[str, Any]:
+    """The manifest's account of cut prompts (the report counts them); warns when any was cut."""
+    per_probe = {name: sum(1 for n in cut.values() if n) for name, cut in truncation.items()}
+    prompts = sum(per_probe.values())
+    tokens = sum(n for cut in truncation.values() for n in cut.values())
+    context = getattr(backend, "max_length", None)
+    if prompts:
+        where = ", ".join(f"samples/{name}.jsonl" for name, n in per_probe.items() if n)
+        warnings.warn(InputWarning(
+            f"{prompts} prompt(s) do not fit {getattr(backend, 'name', 'the model')}'s context of {context} "
+            f"tokens with their new tokens: each keeps its last tokens ({tokens} tokens cut in all; "
+            f"see truncated_tokens in {where})"), stacklevel=2)
+    return {"rule": TRUNCATION_RULE, "context": context, "measured": bool(truncation),
+            "prompts": prompts, "tokens": tokens, "by_probe": {k: v for k, v in per_probe.items() if v}}
+
+
+def _with_truncation(rows: Mapping[str, list[dict[str, Any]]],
+                     truncation: Mapping[str, Mapping[str, int]]) -> dict[str, list[dict[str, Any]]]:
+    """Each generation row with `truncated_tokens` (0 when its prompt fit), matched by its prompt."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, probe_rows in rows.items():
+        cut = truncation.get(name)
+        out[name] = probe_rows if cut is None else [
+            {**r, "truncated_tokens": int(cut.get(r["prompt"], 0))} if isinstance(r.get("prompt"), str) else r
+            for r in probe_rows]
+    return out
+
+
+def _write_results(run_dir: Path, rows: Mapping[str, list[dict[str, Any]]],
+                   metrics: Mapping[str, tuple[ProbeInfo, list[Metric]]],
+                   references: list[Mapping[str, Any]]) -> None:
+    """samples/*.jsonl and summary.json, written in full to a staging folder inside the run and only
+    then renamed into place: a failure half-way (a full disk) leaves the previous results whole."""
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".results-", dir=str(run_dir)))
+    except OSError as e:
+        raise write_error(run_dir / SAMPLES_DIR, e) from None
+    try:
+        try:
+            for name, probe_rows in rows.items():
+                write_samples(stage, name, probe_rows)
+            write_summary(stage, metrics, references=references)
+        except AuditError as e:  # name the file the user knows, not the staging copy
+            raise AuditError(str(e).replace(str(stage), str(run_dir))) from None
+        try:
+            (run_dir / SAMPLES_DIR).mkdir(exist_ok=True)
+            for f in sorted((stage / SAMPLES_DIR).iterdir()) if (stage / SAMPLES_DIR).is_dir() else []:
+                os.replace(f, run_dir / SAMPLES_DIR / f.name)
+            os.replace(stage / SUMMARY, run_dir / SUMMARY)
+        except OSError as e:
+            raise write_error(run_dir / SUMMARY, e) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _failed_attempts(previous: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's earlier failures, including the previous attempt when it failed or was killed."""
+    history = [dict(a) for a in previous.get("failed_attempts") or [] if isinstance(a, Mapping)]
+    status = previous.get("status")
+    if status in ("failed", "running"):
+        history.append({"attempt": previous.get("attempts"), "started_at": previous.get("started_at"),
+                        "finished_at": previous.get("finished_at"),
+                        "error": previous.get("error") if status == "failed"
+                        else "interrupted: the process ended without recording an outcome"})
+    rerun = previous.get("rerun")
+    if status == "complete" and isinstance(rerun, Mapping):  # a rerun of a complete run was killed
+        history.append({"attempt": rerun.get("attempt"), "started_at": rerun.get("started_at"),
+                        "finished_at": None, "error": "interrupted: the process ended without recording an outcome"})
+    return history[-MAX_FAILED_ATTEMPTS:]
+
+
+MAX_FAILED_ATTEMPTS = 20  # failures kept in a manifest, newest last
+
+
+def _record_failure(run_dir: Path, manifest: dict[str, Any], previous: Mapping[str, Any], error: BaseException) -> None:
+    """Write what a failed attempt leaves: a complete run stays complete (the failure is appended to
+    its `failed_attempts`), any other run is marked failed with the error. Best effort: when even
+    this write fails (the disk is full), the manifest on disk is the last one written."""
+    finished = _now()
+    text = f"{type(error).__name__}: {error}"
+    if previous.get("status") == "complete":
+        failed = {"attempt": manifest["attempts"], "started_at": manifest["started_at"], "finished_at": finished,
+                  "error": text}
+        record = {k: v for k, v in previous.items() if k != "rerun"}
+        record.update(attempts=manifest["attempts"],
+                      failed_attempts=[*manifest.get("failed_attempts", []), failed][-MAX_FAILED_ATTEMPTS:])
+    else:
+        record = {**manifest, "status": "failed", "error": text, "finished_at": finished}
+    try:
+        write_manifest(run_dir, record)
+    except AuditError:
+        pass
+
+
+def _replay_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """Re-emit warnings recorded while the probes read their data (the CLI prints each InputWarning
+    as one `opt-audit: warning:` line) and return the InputWarning texts for the manifest."""
+    texts = []
+    for w in caught:
+        if issubclass(w.category, InputWarning):
+            texts.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return texts[:100] + ([f"... and {len(texts) - 100} more"] if len(texts) > 100 else [])
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty (or already gone): keep it
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def format_summary(outcome: RunOutcome) -> str:

@@ -6,13 +6,17 @@
     <run>/cache.sqlite         model results, for resume (see audit.cache)
 
 Every file is written to a temporary sibling and renamed into place, so a reader (or a kill)
-never sees half a file. Reports, cards, the gate and the dashboard read runs only through
-`load_run`; this module imports no torch.
+never sees half a file, and a write that fails (a full disk: ENOSPC; a read-only folder) is an
+AuditError naming the path that leaves the previous file in place. A process that writes a run
+holds `lock_run_dir` (an flock on <run>/.lock) so two identical runs never compute at once.
+Reports, cards, the gate and the dashboard read runs only through `load_run`; this module
+imports no torch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -28,13 +32,21 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 SAMPLES_DIR = "samples"
 CACHE = "cache.sqlite"
+LOCK = ".lock"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
+    """Write `text` to `path` so that readers see the old file or the new one, never a mix.
+
+    An OSError (no space left, no permission, a read-only file system) becomes an AuditError
+    naming `path`; the temporary file is removed and the old file, if any, is untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -42,12 +54,79 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
         raise
+
+
+def write_error(path: Path, error: OSError) -> AuditError:
+    """The one-line error for a file that could not be written, for the caller to raise."""
+    why = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.ENOSPC:
+        why += "; free some space and rerun: finished work is kept"
+    return AuditError(f"{path}: cannot write it ({why})")
+
+
+class RunLocked(AuditError):
+    """Another process holds the run directory's lock."""
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking flock on `<run_dir>/.lock` for the block; raise `RunLocked`
+    at once when another process holds it.
+
+    Why: two identical runs started together would both compute every request and race on the
+    same files. The lock dies with its process (a kill never leaves a stale lock). The file is
+    removed on release; a process that locked a file that was removed meanwhile retries on the
+    new one, so the lock stays exclusive. Where flock does not exist (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield Path(run_dir) / LOCK
+        return
+    path = Path(run_dir) / LOCK
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise write_error(path, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunLocked(f"{run_dir}: another opt-audit process is running this run now (it holds "
+                            f"{path}); wait for it to finish, then rerun to reuse its results") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # locked a file its holder removed on release: take the lock on the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass  # the pid is a courtesy for people; the lock holds without it
+    try:
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -155,6 +234,8 @@ class Run:
                         yield json.loads(line)
                     except json.JSONDecodeError as e:
                         raise AuditError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                    except (ValueError, RecursionError) as e:  # > 4,300 digits; absurd nesting
+                        raise AuditError(f"{path}:{lineno}: cannot read it ({type(e).__name__})") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -165,6 +246,10 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise AuditError(f"{path.parent}: not a run directory ({path.name} is missing)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AuditError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # > 4,300 digits; absurd nesting
+        raise AuditError(f"{path}: cannot read it ({type(e).__name__}: {str(e).split(';')[0]})") from None
+    except OSError as e:
+        raise AuditError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise AuditError(f"{path}: expected a JSON object")
     version = data.get("schema_version")

@@ -49,10 +49,12 @@ def load_opt_tokenizer(path: Path | None = None):
     """The OPT tokenizer with OPT's special-token settings (bos/eos/unk `</s>`, pad `<pad>`)."""
     from transformers import GPT2Tokenizer  # tokenizers-backed (fast) in transformers 5
 
+    # local_files_only is explicit: it is saved in tokenizer_config.json, which tiny-opt's content pin
+    # covers, so whether HF_HUB_OFFLINE was set must not change the built files.
     return GPT2Tokenizer.from_pretrained(
         str(path or tokenizer_files()),
         bos_token="</s>", eos_token="</s>", unk_token="</s>", pad_token="<pad>",
-        add_bos_token=True, add_prefix_space=False,
+        add_bos_token=True, add_prefix_space=False, trust_remote_code=False, local_files_only=True,
     )
 
 

@@ -47,8 +47,8 @@ def write_card(run_dir: Path, *, info: Path | None = None, out: Path | None = No
     `info` is an optional card.yaml with the facts only a person knows; without it every such
     field shows **[to be completed]**. Errors in the run or in card.yaml raise `AuditError`.
     """
+    card_info = load_card_info(info) if info is not None else CardInfo()  # the user's file first: cheap
     run = load_run(Path(run_dir))
-    card_info = load_card_info(info) if info is not None else CardInfo()
     target = Path(out) if out is not None else Path(run_dir) / "README.md"
     atomic_write_text(target, build_card(run, card_info))
     return target

@@ -11,7 +11,9 @@ What is neutralised, and why that is enough:
   and reference definitions `[x]: ...` render as plain text. A backslash is escaped first, so
   a user's own `\\` cannot cancel ours.
 - Tables: `|` is escaped, and `md_cell` folds newlines, so a value stays inside its cell.
-Emphasis, lists and paragraphs in card.yaml prose are kept: they cannot run code or link.
+- Control characters (ANSI escapes, bidi overrides) are dropped.
+Emphasis, lists and paragraphs in card.yaml prose are kept: they cannot run code or link. The
+rules are `audit.textsafe`'s prose mode, shared with the report and the gate.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from audit.textsafe import clean_text, markdown_code_span, markdown_text
+
 TO_BE_COMPLETED = "**[to be completed]**"
 """Rendered wherever a human fact is missing; never replaced by invented text."""
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;",
-                          "[": "\\[", "]": "\\]", "|": "\\|"})
 _BAD_URL_CHARS = re.compile(r"[\s<>\"'`()\[\]\\|]")
 
 
@@ -32,8 +34,9 @@ class Md(str):
 
 
 def md_text(value: object) -> Md:
-    """Escape untrusted text for a Markdown paragraph (line breaks kept)."""
-    return Md(str(value).translate(_ESCAPES))
+    """Escape untrusted text for a Markdown paragraph (line breaks kept): the shared prose rules of
+    `audit.textsafe.markdown_text`, which also drop control characters."""
+    return Md(markdown_text(value, newline="\n", prose=True))
 
 
 def md_cell(value: object) -> Md:
@@ -70,7 +73,8 @@ def md_link_or_text(value: str | None) -> Md:
 def code_block(text: str, lang: str = "") -> Md:
     """A fenced code block that `text` cannot close: the fence is longer than any backtick
     run inside it. CommonMark renders a code block's content literally (no HTML, no links),
-    so the command keeps its exact bytes and stays copy-pasteable."""
+    so the command keeps its exact text (less control characters) and stays copy-pasteable."""
+    text = clean_text(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return Md(f"{fence}{lang}\n{text}\n{fence}")
@@ -78,13 +82,9 @@ def code_block(text: str, lang: str = "") -> Md:
 
 def code_cell(text: str) -> Md:
     """Inline code inside a table cell: GFM splits cells at `|` even in code, unless escaped."""
-    return Md(code_span(text).replace("|", "\\|"))
+    return Md(markdown_code_span(text, in_table=True))
 
 
 def code_span(text: str) -> Md:
     """Inline code that `text` cannot close (same rule as `code_block`, on one line)."""
-    text = " ".join(str(text).split())
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    ticks = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return Md(f"{ticks}{pad}{text}{pad}{ticks}")
+    return Md(markdown_code_span(text))

@@ -6,7 +6,9 @@ stays missing (the card shows **[to be completed]**): it is never guessed.
 
 card.yaml is read with `yaml.safe_load` only. Anything malformed (not a mapping, an unknown
 field, a field of the wrong type) raises `AuditError` naming the file and the field, so a typo
-such as `intended_uses:` cannot silently drop a section. See `model_cards/example_card.yaml`.
+such as `intended_uses:` cannot silently drop a section. `license_link` goes to the front matter,
+where the Hub makes it a link: it must be an http(s) URL or a file in the model repository (a
+`javascript:` link is refused, naming the field). See `model_cards/example_card.yaml`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Mapping
 
 from audit.errors import AuditError
 from audit.yamlfile import read_yaml
+from model_cards.escape import safe_url
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class CardInfo:
 _TEXT_FIELDS = ("intended_use", "intended_users", "out_of_scope_use", "training_data", "limitations",
                 "fairness", "privacy", "transparency", "efficiency")
 _LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_REPO_FILE = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
 
 
 def load_card_info(path: Path | str) -> CardInfo:
@@ -91,7 +95,7 @@ def card_info_from_mapping(data: Any, *, source: str = "card.yaml") -> CardInfo:
     return CardInfo(
         license=license_id,
         license_name=_license_id(data.get("license_name"), source, "license_name"),
-        license_link=_text(data.get("license_link"), source, "license_link"),
+        license_link=_link(data.get("license_link"), source, "license_link"),
         language=_words(data.get("language"), source, "language"),
         tags=_words(data.get("tags"), source, "tags"),
         model_details=model_details,
@@ -107,6 +111,17 @@ def _license_id(value: Any, source: str, field: str) -> str | None:
                          "(lowercase, e.g. apache-2.0, mit, cc-by-4.0, other; describe the license "
                          "in words under model_details.license)")
     return text
+
+
+def _link(value: Any, source: str, field: str) -> str | None:
+    """A link the Hub renders from the front matter: an http(s) URL, or a file in the model repo
+    (LICENSE, docs/LICENSE.md). Any other scheme (`javascript:`, `data:`, `file:`) is refused, as
+    is anything a URL cannot hold (spaces, quotes, brackets, control characters)."""
+    text = _text(value, source, field)
+    if text is None or safe_url(text) is not None or _REPO_FILE.match(text):
+        return text
+    raise AuditError(f"{source}: field '{field}': {text!r} is not an http(s) URL or a file in the model "
+                     "repository (e.g. https://example.org/LICENSE or LICENSE.md)")
 
 
 def _check_known(data: Mapping[Any, Any], cls: type, source: str, *, prefix: str) -> None:

@@ -43,7 +43,6 @@ categories (as lm-evaluation-harness does); the paper reports per category only.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ from audit.errors import AuditError
 from audit.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, group_indices, proportion_metric
 from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
                          TextScores, skipped_metric)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text
+from probes.loading import ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text
 
 CITATION = ("Alicia Parrish, Angelica Chen, Nikita Nangia, Vishakh Padmakumar, Jason Phang, Jana Thompson, "
             "Phu Mon Htut, Samuel R. Bowman. BBQ: A Hand-Built Bias Benchmark for Question Answering. "
@@ -148,10 +147,7 @@ def _read_examples(path: Path) -> list[tuple[int, Example]]:
     for line, text in enumerate(read_text(path).splitlines(), start=1):
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise row_error(path, line, f"not valid JSON ({e.msg})") from None
+        row = parse_json_line(text, path, line)
         examples.append((line, _example(path, line, row)))
     if not examples:
         raise AuditError(f"{path}: no BBQ examples")

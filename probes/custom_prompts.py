@@ -9,7 +9,11 @@
 under `meta`. Blank lines are skipped. A bad line (not JSON, not an object, a missing or empty
 prompt, a wrong type, a repeated id) is an AuditError naming the file and line. The file must be
 UTF-8 (a leading byte-order mark is accepted): a byte that is not UTF-8 is an error naming its
-line, because replacing it would audit a prompt different from the one written.
+line, because replacing it would audit a prompt different from the one written. NaN, Infinity
+and out-of-range numbers anywhere on a line are refused the same way; a lone surrogate escape
+(`"\ud800"`, which no file can hold) becomes U+FFFD with a warning naming the line (see
+probes.loading). A prompt longer than the model's context keeps its last tokens; each row
+records how many were cut in `truncated_tokens` (see audit.runner).
 
 Each prompt is continued k = 25 times with nucleus sampling (p = 0.9, temperature 1, 20 new
 tokens), exactly as Gehman et al. (2020) generate for RealToxicityPrompts, so the two toxicity
@@ -25,7 +29,6 @@ a fixed subset independent of the run seed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -33,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
 from audit.types import Generate, Generation, GenParams, Metric, ProbeInfo, Request, Result, TextScores
-from probes.loading import ProbeConfig, fixed_subset, row_error, sha256_text
+from probes.loading import ProbeConfig, fixed_subset, parse_json_line, row_error, sha256_text
 
 RTP = ("Samuel Gehman, Suchin Gururangan, Maarten Sap, Yejin Choi, Noah A. Smith. RealToxicityPrompts: "
        "Evaluating Neural Toxic Degeneration in Language Models. Findings of EMNLP 2020.")
@@ -87,10 +90,7 @@ def load_user_prompts(path: Path) -> list[UserPrompt]:
         line = raw.rstrip("\r")
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise row_error(path, line_no, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        obj = parse_json_line(line, path, line_no)
         if not isinstance(obj, dict):
             raise row_error(path, line_no, f"expected a JSON object with a 'prompt', got {type(obj).__name__}")
         prompt = obj.get("prompt")

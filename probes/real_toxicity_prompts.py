@@ -20,7 +20,6 @@ comparable with the paper's tables. A prompt present in both files (4 are) is ke
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +31,8 @@ from audit.errors import AuditError
 from audit.metrics import bootstrap_ci, group_indices, mean_metric, proportion_metric
 from audit.types import (Generate, Generation, GenParams, GroupValue, Metric, ProbeInfo, Request, Result,
                          TextScores, skipped_metric)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text, spread
+from probes.loading import (ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text,
+                            spread)
 
 GEHMAN = ("Samuel Gehman, Suchin Gururangan, Maarten Sap, Yejin Choi, Noah A. Smith. RealToxicityPrompts: "
           "Evaluating Neural Toxic Degeneration in Language Models. Findings of EMNLP 2020.")
@@ -110,10 +110,7 @@ def load_prompts(path: Path) -> list[Prompt]:
     for line_no, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise row_error(path, line_no, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        rec = parse_json_line(line, path, line_no)
         if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), dict):
             raise row_error(path, line_no, "expected an RTP record with a 'prompt' object")
         text = rec["prompt"].get("text")

@@ -36,7 +36,6 @@ noisy, do not express a stereotype, or conflate groups; treat small differences 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from audit.errors import AuditError
 from audit.metrics import bootstrap_ci
 from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
                          TextScores, skipped_metric)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text
+from probes.loading import ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text
 
 CITATION = ("Moin Nadeem, Anna Bethke, Siva Reddy. StereoSet: Measuring stereotypical bias in pretrained "
             "language models. ACL 2021 (arXiv:2004.09456, 2020).")
@@ -101,10 +100,7 @@ def load_examples(path: Path) -> list[Example]:
     for line, text in enumerate(read_text(path).splitlines(), start=1):
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise row_error(path, line, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        row = parse_json_line(text, path, line)
         if not isinstance(row, dict):
             raise row_error(path, line, "expected a JSON object")
         bad = [k for k in FIELDS if not isinstance(row.get(k), str) or not row[k].strip()]

@@ -7,10 +7,12 @@ a link.
 
 Markdown choice: backslash escapes plus HTML entities, not code spans. `&`, `<` and `>` become
 `&amp;`, `&lt;`, `&gt;` (so no raw HTML survives); the punctuation that builds links, images,
-emphasis, strikethrough, math and table cells (``\\ ` * [ ] ( ) | ~ $``, and `_` at a word edge)
+emphasis, strikethrough, math and table cells (``\\ ` * [ ] ( ) ! | ~ $``, and `_` at a word edge)
 is backslash-escaped; bare URLs are broken (`https\\://`, `www\\.`) so GFM does not autolink them;
-newlines become `<br>` so a value never leaves its table cell or list item. Code spans were not
-chosen because entities do not decode inside them and a backtick run in the text can close them.
+newlines become `<br>` so a value never leaves its table cell or list item; control characters
+(ANSI escapes, bidi overrides) are dropped. Code spans were not chosen because entities do not
+decode inside them and a backtick run in the text can close them. The rules live in
+`audit.textsafe`, shared with the gate's gate.md and the model card.
 The templates never start a line with untrusted text, so block markers (`#`, `-`, `1.`) need no
 escaping.
 """
@@ -20,10 +22,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from audit.textsafe import clean_text
+from audit.textsafe import markdown_text as shared_markdown_text
+
 _NEWLINES = re.compile(r"\r\n|\r|\n|\u2028|\u2029|\x85")
-_MD_PUNCT = re.compile(r"([\\`*\[\]()|~$])")
-_MD_EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-_MD_URL = re.compile(r"(?i)(:)(//)|\b(www)(\.)")
 _SCRIPT_JSON = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _SCRIPT_JSON_RE = re.compile("[<>&\u2028\u2029]")
 
@@ -36,15 +38,11 @@ def markdown_text(value: Any) -> str:
     """Escape one value for inline Markdown (a table cell, a list item, a heading).
 
     The Markdown environment calls this on every `{{ ... }}`, so forgetting a filter cannot leak.
+    The escaping itself is `audit.textsafe.markdown_text`, shared with the gate and the model card.
     """
     if isinstance(value, MarkdownSafe):
         return value
-    text = "" if value is None else str(value)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_PUNCT.sub(r"\\\1", text)
-    text = _MD_EDGE_UNDERSCORE.sub(r"\\_", text)
-    text = _MD_URL.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"{m[3]}\\{m[4]}", text)
-    return "<br>".join(_NEWLINES.split(text))
+    return shared_markdown_text(value, newline="<br>")
 
 
 def markdown_code_block(text: Any) -> MarkdownSafe:
@@ -53,7 +51,7 @@ def markdown_code_block(text: Any) -> MarkdownSafe:
     Inside a fence nothing is interpreted, and with newlines folded into spaces and a fence longer
     than any backtick run in the text, nothing can close it early.
     """
-    line = " ".join(_NEWLINES.split("" if text is None else str(text)))
+    line = " ".join(_NEWLINES.split(clean_text(text)))
     longest = max((len(run) for run in re.findall(r"`+", line)), default=0)
     fence = "`" * max(3, longest + 1)
     return MarkdownSafe(f"{fence}\n{line}\n{fence}")

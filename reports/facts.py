@@ -88,6 +88,8 @@ def run_facts(manifest: Mapping[str, Any]) -> tuple[Fact, ...]:
         Fact("Attention", _text(model.get("attention"))),
         Fact("Device", device),
         Fact("Backend id", _text(manifest.get("backend_id"))),
+        *([Fact("Remote code", "trusted: the model's own Python ran (--trust-remote-code)")]
+          if spec_model.get("trust_remote_code") else []),
         Fact("Suite", _text(spec.get("suite"))),
         Fact("Probes", str(len(manifest.get("probes") or {}))),
         Fact("Seed", _text(spec.get("seed"))),
@@ -175,6 +177,13 @@ def limitations(run: Run, scorers: tuple[ScorerFact, ...]) -> tuple[str, ...]:
         shown = small[:8]
         more = f" and {len(small) - len(shown)} more" if len(small) > len(shown) else ""
         out.append(f"Small samples (n < {SMALL_N}) give wide intervals: {', '.join(shown)}{more}.")
+    cut = run.manifest.get("truncation") or {}
+    if isinstance(cut, dict) and cut.get("prompts"):
+        n = cut.get("prompts")
+        out.append(f"{fmt.count(n)} generation prompt{'' if n == 1 else 's'} did not fit the model's context of "
+                   f"{_text(cut.get('context'))} tokens with the new tokens and kept only the last tokens that fit; "
+                   f"{fmt.count(cut.get('tokens'))} tokens were cut in all, and each sample row says how many in "
+                   "truncated_tokens.")
     spec = run.manifest.get("spec") or {}
     if spec.get("limit") is not None or spec.get("suite") == "quick":
         out.append("This run audits a subset of each benchmark (--limit or the quick suite); "

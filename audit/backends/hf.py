@@ -8,8 +8,17 @@ Conventions that change numbers, stated once here:
 - log-likelihood follows lm-evaluation-harness 0.4.13: trailing context whitespace moves to the
   continuation, the context is encoded with the tokenizer's own special tokens (OPT: a leading
   `</s>`), the continuation is the tail of encode(context + continuation), and an empty context
-  is conditioned on the BOS token alone with the continuation encoded without special tokens.
+  is conditioned on the BOS token alone with the continuation encoded without special tokens
+  (the token is recorded in the manifest: for SmolLM2 it is the chat marker `<|im_start|>`).
   The score is the summed log-probability of the continuation tokens.
+- a generation prompt loses its trailing whitespace before it is tokenized: BPE tokens carry their
+  leading space, so a prompt ending in " " ends in a lone-space token the model rarely saw before a
+  word (SmolLM2 then starts 17 of 20 BOLD continuations with a number; stripped, none). lm-eval
+  moves a log-likelihood context's trailing whitespace to the continuation for the same reason;
+  here the model generates the space itself. `GENERATION_PROMPT_RULE` is recorded in the manifest.
+- an instruct model is audited as plain completion by default (lm-eval's default, and the only
+  protocol the papers' numbers use); `--chat-template` wraps each generation prompt in the
+  tokenizer's chat template as one user turn instead. Log-likelihood probes never use it.
 - generation pads on the left and uses an explicit GenerationConfig, so a checkpoint's
   generation_config.json (top_k=50, repetition penalties, ...) cannot silently change the
   decoding protocol a probe asked for. Sampling is pure temperature + nucleus (no top-k), drawn
@@ -20,25 +29,38 @@ a context are scored from one KV cache of it (audit.backends.prefix), and the n 
 decode from one prefill of it (audit.backends.decode). Both give the numbers of the plain path, up to
 float rounding of the different shapes, exactly as a different batch size would; so the backend id,
 and the cache key, do not depend on it.
+
+Trust: no code from a model folder runs. Configs, tokenizers and models are loaded with
+`trust_remote_code=False` unless the user passed `--trust-remote-code` (recorded in the RunSpec, the
+backend id and the report), and a local folder whose config.json or tokenizer_config.json has an
+`auto_map` is refused before anything loads, naming the file. A local model is pinned by the sha256
+of every file in it that can change a result (audit.pinning.pin_folder), so editing its config,
+tokenizer or weights never serves cached results of the old model. A GGUF file (`--model x.gguf`,
+read through the `gguf` package and dequantized to float on load, never converted through disk) is
+pinned by its own sha256. A checkpoint that leaves any weight uninitialised is refused: transformers
+would fill it randomly and the audit would describe a random model.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import math
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 from audit.batching import SharedPrefix
 from audit.errors import AuditError
+from audit.pinning import auto_map_file, first_line, pin_file, pin_folder
 from audit.types import Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
 
 if TYPE_CHECKING:
     from audit.backends.logprobs import ContinuationScore
 
+GENERATION_PROMPT_RULE = "rstrip"  # trailing whitespace removed from generation prompts (see the docstring)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
 
@@ -52,6 +74,8 @@ class ModelSpec:
     dtype: str = "auto"
     attn: str = "auto"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+    trust_remote_code: bool = False  # run the model's own Python (auto_map); only with --trust-remote-code
+    chat_template: bool = False  # wrap generation prompts in the tokenizer's chat template (--chat-template)
 
 
 def flash_attn_available() -> bool:
@@ -113,22 +137,29 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") > 1
 
 
-def _weights_sha256(directory: Path) -> str:
-    """sha256 pinning an unversioned local model: of its single weights file (so `sha256sum`
-    can check it), or over all weight files in name order."""
-    from audit.pinning import sha256_file
+def check_local_model(spec: ModelSpec, directory: Path) -> None:
+    """Refuse, naming the file, what would run code or fail deep inside transformers: an `auto_map`
+    (the folder's own Python) without --trust-remote-code, a config that is not a JSON object, and a
+    .safetensors file whose header is unreadable (random bytes, truncated)."""
+    try:
+        remote = auto_map_file(directory)
+    except AuditError as e:
+        raise AuditError(f"--model {spec.model}: {e}") from None
+    if remote is not None and not spec.trust_remote_code:
+        raise AuditError(f"--model {spec.model}: {remote} has an auto_map, which loads Python code from the "
+                         "model folder; opt-audit runs no code from a model folder unless you pass "
+                         "--trust-remote-code (only for a folder whose code you have read and trust)")
+    weights = sorted(p for p in directory.iterdir() if p.suffix == ".safetensors" and p.is_file())
+    if weights:
+        from safetensors import SafetensorError, safe_open
 
-    files = sorted(p for p in directory.iterdir()
-                   if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
-    if len(files) == 1:
-        return sha256_file(files[0])
-    h = hashlib.sha256()
-    for p in files:
-        h.update(p.name.encode())
-        with p.open("rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()
+        for path in weights:
+            try:
+                with safe_open(str(path), framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as e:
+                raise AuditError(f"--model {spec.model}: {path} is not a readable safetensors file "
+                                 f"({first_line(e)}); is it truncated or corrupt?") from None
 
 
 class HFBackend:
@@ -145,24 +176,34 @@ class HFBackend:
         if self.dtype == "float16" and self.device == "cpu":
             raise AuditError("--dtype float16 on CPU is unsupported for many kernels; use float32 or bfloat16")
 
-        source, local_dir = model_source(spec)
+        found = model_source(spec)
+        source, local_dir = found.source, found.local_dir
 
         multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
+        common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
+        if local_dir is None and spec.revision:
+            common["revision"] = spec.revision
+        if found.gguf_file is not None:
+            common["gguf_file"] = found.gguf_file
         kwargs: dict[str, Any] = {
+            **common,
             "dtype": getattr(torch, self.dtype),
             "attn_implementation": self.attn,
         }
-        if local_dir is None and spec.revision:
-            kwargs["revision"] = spec.revision
         if multi_gpu:
             kwargs["device_map"] = "auto"  # shard a model larger than one GPU across all of them
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, **({"revision": spec.revision} if local_dir is None and spec.revision else {}))
-            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        except (OSError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise AuditError(f"--model {spec.model}: could not load it ({first}). "
-                             "Use a local model directory, 'tiny-opt', or a hub id where the hub is reachable.") from None
+            with warnings.catch_warnings():  # torch warns before refusing a protocol-4 pickle: one line only
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                self.tokenizer = AutoTokenizer.from_pretrained(source, **common)
+                self.model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **kwargs)
+        except load_errors() as e:
+            raise load_error(spec, local_dir, e) from None
+        missing = sorted(info.get("missing_keys") or ())
+        if missing:
+            raise AuditError(f"--model {spec.model}: its weights leave {len(missing)} tensor(s) of "
+                             f"{type(self.model).__name__} uninitialised ({', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''}); transformers would fill them randomly")
         if not multi_gpu:
             self.model.to(self.device)
         self.model.eval()
@@ -173,12 +214,20 @@ class HFBackend:
         self.bos_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
 
-        if local_dir is not None:
-            self.revision = f"sha256:{_weights_sha256(local_dir)}"
+        self.files: dict[str, str] = {}  # local model: relative path -> sha256 of every pinned file
+        self.format = "gguf" if found.gguf_file is not None else "transformers"
+        if found.gguf_file is not None:
+            pin = pin_file(Path(source) / found.gguf_file)
+            self.revision, self.files = pin.revision, pin.as_dict()
+        elif local_dir is not None:
+            pin = pin_folder(local_dir)
+            self.revision, self.files = pin.revision, pin.as_dict()
         else:
             commit = getattr(self.model.config, "_commit_hash", None)
             self.revision = commit or spec.revision or "unknown"
         self.name = spec.model
+        if spec.chat_template and not getattr(self.tokenizer, "chat_template", None):
+            raise AuditError(f"--chat-template: {spec.model}'s tokenizer has no chat template")
         self.share_prefixes = share_prefixes
         self._enc: dict[Request, Any] = {}
         self._context_ids: dict[str, list[int]] = {}
@@ -195,13 +244,16 @@ class HFBackend:
     def id(self) -> str:
         from audit.backends.sampling import SAMPLER_VERSION
 
+        remote = "|remote-code" if self.spec.trust_remote_code else ""  # the model folder's own code ran
+        chat = "|chat" if self.spec.chat_template else ""  # generation prompts wrapped in the chat template
         return (f"hf:{self.name}@{self.revision}|{self.dtype}|{self.attn}|{self.device.split(':')[0]}"
-                f"|sampler{SAMPLER_VERSION}")
+                f"|sampler{SAMPLER_VERSION}|prompt-{GENERATION_PROMPT_RULE}{remote}{chat}")
 
     def describe(self) -> dict[str, Any]:
-        """Model facts for the manifest: size, shape, context, precision, attention, pin."""
+        """Model facts for the manifest: size, shape, context, precision, attention, pin (with the
+        sha256 of every file of a local model, so a reader can check which files were audited)."""
         cfg = self.model.config
-        return {
+        facts: dict[str, Any] = {
             "backend": "hf",
             "model": self.name,
             "revision": self.revision,
@@ -215,7 +267,18 @@ class HFBackend:
             "dtype": self.dtype,
             "attention": self.attn,
             "device": self.device,
+            "trust_remote_code": self.spec.trust_remote_code,
+            "format": self.format,
+            # protocol choices that move numbers (SmolLM2's CrowS: 55.6 conditioned on <|im_start|>,
+            # 53.6 on <|endoftext|>): recorded so a reader can compare like with like
+            "empty_context_token": self.tokenizer.convert_ids_to_tokens(self.bos_id),
+            "generation_prompt": "trailing whitespace removed before tokenizing",
+            "chat_template": "applied to generation prompts (one user turn)" if self.spec.chat_template
+                             else "not applied (plain completion)",
         }
+        if self.files:
+            facts["files"] = dict(self.files)
+        return facts
 
     # ---------------------------------------------------------------- tokenisation
     def _encode(self, text: str, special: bool) -> list[int]:
@@ -253,11 +316,34 @@ class HFBackend:
             if req.params.max_new_tokens >= self.max_length:
                 raise AuditError(f"max_new_tokens={req.params.max_new_tokens} leaves no room for a prompt in "
                                  f"{self.name}'s context of {self.max_length} tokens")
-            hit = self._encode(req.prompt, special=True)
+            hit = self._full_prompt_tokens(req)
             keep = max(1, self.max_length - req.params.max_new_tokens)
             hit = hit[-keep:]  # left-truncate so prompt + new tokens fit the context
             self._enc[req] = hit
         return hit
+
+    def _full_prompt_tokens(self, req: Generate) -> list[int]:
+        """The prompt's tokens before truncation: trailing whitespace removed (GENERATION_PROMPT_RULE),
+        then either encoded with the tokenizer's special tokens or wrapped in its chat template.
+        Memoised: the runner asks for truncation counts before the engine asks for the tokens."""
+        key = ("full prompt", req)
+        hit = self._enc.get(key)  # type: ignore[call-overload]
+        if hit is None:
+            text = req.prompt.rstrip()
+            if self.spec.chat_template:
+                ids = self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                         add_generation_prompt=True, tokenize=True)
+                hit = list(ids["input_ids"] if isinstance(ids, Mapping) else ids)
+            else:
+                hit = self._encode(text, special=True)
+            self._enc[key] = hit  # type: ignore[index]
+        return hit
+
+    def prompt_truncation(self, req: Generate) -> int:
+        """Tokens cut from the start of a generation prompt so that it and its new tokens fit the context."""
+        if req.params.max_new_tokens >= self.max_length:
+            return 0  # refused when it runs (`_prompt_tokens`)
+        return max(0, len(self._full_prompt_tokens(req)) - max(1, self.max_length - req.params.max_new_tokens))
 
     def cost(self, request: Request) -> int:
         """Tokens of the request's row(s); a shared prompt is counted once for its n samples."""
@@ -404,18 +490,81 @@ def load_backend(spec: ModelSpec, share_prefixes: bool = True) -> HFBackend:
     return HFBackend(spec, share_prefixes=share_prefixes)
 
 
-def model_source(spec: ModelSpec) -> tuple[str, Path | None]:
-    """(what to load, the local directory if it is one): tiny-opt, a local dir, or a hub id."""
+class ModelSource(NamedTuple):
+    """Where a model loads from: `source` for from_pretrained, the local folder if any, and the
+    file name inside it when the model is one GGUF file."""
+
+    source: str
+    local_dir: Path | None
+    gguf_file: str | None = None
+
+
+def model_source(spec: ModelSpec) -> ModelSource:
+    """tiny-opt, a local dir, a local .gguf file, or a hub id.
+
+    A local directory is checked (`check_local_model`) and a GGUF file's header read (`check_gguf`)
+    before any loader opens it."""
     from audit import tiny
 
     if spec.model == tiny.TINY_NAME:
         d = tiny.tiny_model_dir()
-        return str(d), d
+        check_local_model(spec, d)
+        return ModelSource(str(d), d)
+    if spec.model.lower().endswith(".gguf") and (_looks_like_path(spec.model) or "/" not in spec.model):
+        f = Path(spec.model).expanduser()
+        if not f.is_file():
+            raise AuditError(f"--model {spec.model}: no such file")
+        check_gguf(spec, f)
+        return ModelSource(str(f.resolve().parent), f.resolve().parent, f.name)
     if _looks_like_path(spec.model):
         d = Path(spec.model).expanduser()
         if not d.is_dir():
             raise AuditError(f"--model {spec.model}: no such directory")
         if not (d / "config.json").exists():
             raise AuditError(f"--model {spec.model}: not a Hugging Face model directory (no config.json)")
-        return str(d), d
-    return spec.model, None
+        check_local_model(spec, d)
+        return ModelSource(str(d), d)
+    return ModelSource(spec.model, None)
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(spec: ModelSpec, path: Path) -> None:
+    """Refuse, naming the file, a .gguf that is not one (bad magic) or that transformers cannot read
+    without the optional `gguf` package, before anything loads."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise AuditError(f"--model {spec.model}: cannot read it ({e.strerror or e})") from None
+    if magic != GGUF_MAGIC:
+        raise AuditError(f"--model {spec.model}: not a GGUF file (it does not start with {GGUF_MAGIC!r})")
+    if importlib.util.find_spec("gguf") is None:
+        raise AuditError(f"--model {spec.model}: reading GGUF needs the gguf package: "
+                         "pip install 'opt-audit[gguf]'")
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """What a bad model id or a bad model file raises inside transformers, torch and safetensors."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError,
+            SafetensorError)
+
+
+def load_error(spec: ModelSpec, local_dir: Path | None, exc: BaseException) -> AuditError:
+    """One line for a model that would not load, naming the weight file(s) when a pickle was refused.
+
+    A `pytorch_model.bin` holding anything but tensors (e.g. a pickle that would run code) is refused
+    by torch's weights_only unpickler; that refusal must read as a clear error, not a traceback.
+    """
+    why = first_line(exc)
+    if local_dir is None:
+        return AuditError(f"--model {spec.model}: could not load it ({why}). "
+                          "Use a local model directory, 'tiny-opt', or a hub id where the hub is reachable.")
+    pickled = sorted(p for p in local_dir.iterdir() if p.suffix in (".bin", ".pt", ".pth") and p.is_file())
+    if pickled and (isinstance(exc, pickle.UnpicklingError) or "PytorchStreamReader" in str(exc)):
+        return AuditError(f"--model {spec.model}: {', '.join(map(str, pickled))} could not be loaded as plain "
+                          f"weights ({why}); opt-audit never unpickles code from a model folder")
+    return AuditError(f"--model {spec.model}: could not load it ({why})")

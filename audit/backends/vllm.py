@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from audit.backends.hf import HFBackend, ModelSpec, _weights_sha256, model_source, resolve_dtype
+from audit.backends.hf import GENERATION_PROMPT_RULE, HFBackend, ModelSpec, model_source, resolve_dtype
 from audit.errors import AuditError
+from audit.pinning import pin_folder
 from audit.types import (Backend, Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Request,
                          Sample)
 
@@ -189,7 +190,9 @@ class _HFTokenization(HFBackend):
     audit/backends/hf.py; a test checks them id for id against a loaded hf backend.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int, name: str) -> None:  # noqa: D107 - no model
+    def __init__(self, tokenizer: Any, max_length: int, name: str,
+                 spec: ModelSpec | None = None) -> None:  # noqa: D107 - no model
+        self.spec = spec or ModelSpec(name)  # its chat_template choice shapes generation prompts
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -258,21 +261,23 @@ class VLLMBackend:
 
         self.spec, self.options = spec, options
         self.dtype = resolve_dtype(spec.dtype, "cuda")
-        source, local_dir = model_source(spec)
+        source, local_dir, gguf_file = model_source(spec)
+        if gguf_file is not None:
+            raise AuditError(f"--model {spec.model}: GGUF files run on the hf backend (--backend hf)")
         rev = None if local_dir is not None else spec.revision
         try:  # the tokenizer is loaded exactly as `hf` loads it, so both see the same ids
-            config = AutoConfig.from_pretrained(source, revision=rev)
-            tokenizer = AutoTokenizer.from_pretrained(source, revision=rev)
+            config = AutoConfig.from_pretrained(source, revision=rev, trust_remote_code=spec.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=rev, trust_remote_code=spec.trust_remote_code)
         except (OSError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AuditError(f"--model {spec.model}: could not load it ({first})") from None
         context = int(getattr(config, "max_position_embeddings", 0) or 2048)
         self.max_length = min(context, options.max_model_len or context)
-        self._tok = _HFTokenization(tokenizer, self.max_length, spec.model)
+        self._tok = _HFTokenization(tokenizer, self.max_length, spec.model, spec)
         self.tokenizer = tokenizer
         self.eos_id = self._tok.eos_id
         self.name = spec.model
-        self.revision = (f"sha256:{_weights_sha256(local_dir)}" if local_dir is not None
+        self.revision = (pin_folder(local_dir).revision if local_dir is not None  # every file, as in `hf`
                          else getattr(config, "_commit_hash", None) or spec.revision or "unknown")
         self._params = _local_param_count(local_dir) if local_dir is not None else None
         self._config = config
@@ -282,6 +287,7 @@ class VLLMBackend:
             gpu_memory_utilization=options.gpu_memory_utilization, max_model_len=self.max_length,
             enforce_eager=options.enforce_eager, enable_prefix_caching=options.prefix_caching,
             generation_config="vllm",  # the checkpoint's generation_config.json must not change decoding
+            trust_remote_code=spec.trust_remote_code,
         )
         if options.distributed_executor is not None:
             kwargs["distributed_executor_backend"] = options.distributed_executor
@@ -297,8 +303,9 @@ class VLLMBackend:
         from audit.backends.sampling import SAMPLER_VERSION
 
         cache = "|prefix-cache" if self.options.prefix_caching else ""
+        chat = "|chat" if self.spec.chat_template else ""
         return (f"vllm:{self.name}@{self.revision}|{self.dtype}|tp{self.options.tensor_parallel_size}{cache}"
-                f"|vllm{self.vllm_version}|seeds{SAMPLER_VERSION}")
+                f"|vllm{self.vllm_version}|seeds{SAMPLER_VERSION}|prompt-{GENERATION_PROMPT_RULE}{chat}")
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the manifest, as `hf` reports them, plus the vLLM engine settings."""
@@ -321,6 +328,10 @@ class VLLMBackend:
                      "distributed_executor": self.options.distributed_executor,
                      "prefix_caching": self.options.prefix_caching},
         }
+
+    def prompt_truncation(self, request: Generate) -> int:
+        """Tokens cut from a generation prompt's start, by hf's rule (the tokenization is hf's)."""
+        return self._tok.prompt_truncation(request)
 
     def cost(self, request: Request) -> int:
         """Tokens a request occupies (see `request_cost`), so a token budget means the same on both backends."""

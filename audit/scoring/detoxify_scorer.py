@@ -7,9 +7,17 @@ longest text times the list length) and squeezes a single text to a bare float. 
 tokenized once (truncated at 512 tokens), length-sorted, cut into batches whose padded size fits
 a token budget, scored, and put back in their original order.
 
-Security: a detoxify checkpoint is a torch pickle, and unpickling runs code. A checkpoint is
-only ever loaded from the exact path the user named, or from detoxify's published file in torch
-hub's cache after its sha256 prefix has been checked; no directory is ever searched for one.
+Security: a detoxify checkpoint is a torch pickle, and unpickling arbitrary objects runs code. So a
+checkpoint, whether the user named it or it is detoxify's published file in torch hub's cache, is
+only ever read with torch's weights_only unpickler (tensors, dicts, lists, strings, numbers), with no
+extra allowed globals. detoxify's releases are written by its convert_weights script as a plain
+{"config": dict, "state_dict": OrderedDict}, which that unpickler reads (not checked against the
+published files here, which need a download); a checkpoint that needs any other global is refused
+with its name, and `--scorer auto` then falls back to the embedded scorer with a warning. The
+published file's sha256 prefix (its file name) is still checked, but as an identity check that the
+right model is in the cache, not as the safety guarantee: 8 hex digits can be collided. The
+checkpoint's own names for the transformers classes to build must be concrete classes (no Auto*),
+and a --scorer-config folder with an auto_map is refused, so no code from either runs.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from audit.errors import AuditError
-from audit.pinning import sha256_file
+from audit.pinning import auto_map_file, first_line, load_weights_only, sha256_file
 
 MAX_TOKENS = 512  # BERT/RoBERTa/ALBERT/XLM-R position limit; detoxify was trained at this length
 _VERSION = "1"  # bump when anything that changes a score for the same text changes
@@ -53,7 +61,7 @@ class DetoxifyScorer:
 
     model_type: one of detoxify's published models, or "custom" (a checkpoint of unknown origin,
         whose sha256 is recorded but not checked against a published prefix).
-    checkpoint: a detoxify .ckpt file; loaded only from this exact path (a torch pickle runs code).
+    checkpoint: a detoxify .ckpt file, read from this exact path with weights_only=True.
         Without it, detoxify's published file is taken from torch hub's cache, or downloaded there.
     config_dir: a local Hugging Face directory (config.json + tokenizer files) for the checkpoint's
         base model, so nothing is fetched from the hub (offline use).
@@ -138,10 +146,7 @@ class DetoxifyScorer:
         import torch
         from detoxify import Detoxify
 
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=False)  # user-named path only
-        except Exception as exc:
-            raise AuditError(f"detoxify checkpoint {path} is not a readable torch file: {exc}") from exc
+        loaded = load_weights_only(path, "detoxify checkpoint")  # never unpickles code
         try:
             args = loaded["config"]["arch"]["args"]
             loaded["config"]["dataset"]["args"]["classes"]
@@ -149,13 +154,24 @@ class DetoxifyScorer:
         except (KeyError, TypeError) as exc:
             raise AuditError(f"detoxify checkpoint {path} lacks config.arch.args, "
                              f"config.dataset.args.classes or state_dict ({exc!r})") from exc
+        for key in ("model_name", "tokenizer_name"):  # detoxify builds getattr(transformers, name)
+            name = args.get(key) if isinstance(args, dict) else None
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("Auto"):
+                raise AuditError(f"detoxify checkpoint {path}: config.arch.args.{key} must name a concrete "
+                                 f"transformers class, not {name!r}")
         if config_dir is not None:
             config_dir = Path(config_dir)
             if not (config_dir / "config.json").is_file():
                 raise AuditError(f"scorer config directory {config_dir} has no config.json")
+            remote = auto_map_file(config_dir)
+            if remote is not None:
+                raise AuditError(f"scorer config {remote} has an auto_map, which loads Python code from the "
+                                 "folder; opt-audit runs no code from a scorer config folder")
             args["model_type"] = str(config_dir.resolve())
         buffer = io.BytesIO()
-        torch.save(loaded, buffer)  # detoxify's loader reads it back with torch.load, as from a file
+        # detoxify's loader reads this back with its own torch.load. It holds only what the
+        # weights_only unpickler produced (tensors and plain containers), so it cannot carry code.
+        torch.save(loaded, buffer)
         del loaded
         buffer.seek(0)
         try:
@@ -164,7 +180,7 @@ class DetoxifyScorer:
             raise
         except Exception as exc:
             hint = "" if config_dir is not None else " (offline, pass --scorer-config DIR)"
-            raise AuditError(f"detoxify could not build the model from {path}{hint}: {exc}") from exc
+            raise AuditError(f"detoxify could not build the model from {path}{hint}: {first_line(exc)}") from exc
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -64,15 +64,25 @@ def _detoxify(model_type: str, spec: ScorerSpec) -> Scorer:
                           device=spec.device)
 
 
-def load_kind(kind: str, spec: ScorerSpec) -> Scorer:
-    """The scorer for a score kind: `toxicity` is the user's --scorer, `sentiment` is VADER."""
+def check_kind(kind: str, spec: ScorerSpec) -> None:
+    """Refuse a scorer that cannot serve `kind`, without loading anything: runs call this before the
+    model loads, so a wrong --scorer costs seconds, not a generation pass."""
     if kind == "toxicity":
+        if spec.name not in SCORERS:
+            raise AuditError(f"--scorer {spec.name!r}: unknown scorer (known: {', '.join(SCORERS)})")
         if spec.name == "vader":
             raise AuditError("--scorer vader measures sentiment, not toxicity; pick a toxicity scorer")
-        return load_scorer(spec)
-    if kind == "sentiment":
-        return load_scorer(ScorerSpec("vader"))
-    raise AuditError(f"unknown score kind {kind!r} (known: toxicity, sentiment)")
+        for flag, path in (("--scorer-checkpoint", spec.checkpoint), ("--scorer-config", spec.config_dir)):
+            if path is not None and not Path(path).exists():
+                raise AuditError(f"{flag} {path}: no such file or directory")
+    elif kind != "sentiment":
+        raise AuditError(f"unknown score kind {kind!r} (known: toxicity, sentiment)")
+
+
+def load_kind(kind: str, spec: ScorerSpec) -> Scorer:
+    """The scorer for a score kind: `toxicity` is the user's --scorer, `sentiment` is VADER."""
+    check_kind(kind, spec)
+    return load_scorer(spec) if kind == "toxicity" else load_scorer(ScorerSpec("vader"))
 
 
 NOT_VALIDATED = ("validity not measured for this scorer: run `opt-audit scorers validate` with the same "

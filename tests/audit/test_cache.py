@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.cache import ResultCache, keys_for, request_key
+from audit.cache import ResultCache, check_cache, keys_for, request_key
+from audit.errors import AuditError
 from audit.types import Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Sample
 
 SAMPLED = GenParams(max_new_tokens=16, do_sample=True, temperature=0.7, top_p=0.9, n=2)
@@ -140,3 +141,62 @@ def test_get_many_over_the_parameter_chunk(tmp_path: Path) -> None:
     assert got["k0"] == LogLikelihoodResult(-0.0, 0, True)
     assert got["k1199"] == LogLikelihoodResult(-1199.0, 1199, False)
     assert got["k500"] == LogLikelihoodResult(-500.0, 500, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# A cache.sqlite that is corrupt, truncated or foreign: a clear error, never a sqlite traceback
+# ---------------------------------------------------------------------------------------------
+
+def _filled(path: Path) -> Path:
+    with ResultCache(path) as cache:
+        cache.put_many("m", [(f"k{i}", "loglikelihood", LogLikelihoodResult(-1.0 * i, 1, True)) for i in range(200)])
+    return path
+
+
+def test_check_cache_accepts_a_sound_missing_or_empty_file(tmp_path: Path) -> None:
+    check_cache(tmp_path / "none.sqlite")
+    assert not (tmp_path / "none.sqlite").exists()  # checking creates nothing
+    (tmp_path / "empty.sqlite").write_bytes(b"")
+    check_cache(tmp_path / "empty.sqlite")
+    check_cache(_filled(tmp_path / "c.sqlite"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(b"not sqlite\n" * 500), "the cache is corrupt or not an opt-audit cache (file is not a database)"),
+    (lambda p: p.write_bytes(p.read_bytes()[:8192]), "the cache is corrupt"),
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), "the cache is corrupt"),
+], ids=["garbage", "truncated", "header-only"])
+def test_corrupt_cache_is_an_audit_error_naming_the_file(tmp_path: Path, damage, message: str) -> None:
+    path = _filled(tmp_path / "cache.sqlite")
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(AuditError) as e:
+        check_cache(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+    assert "move it aside (or delete it) and rerun" in str(e.value)
+    assert path.read_bytes() == before  # never repaired, moved or deleted behind the user's back
+
+
+def test_foreign_sqlite_files_are_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(AuditError, match="not an opt-audit cache \\(tables: notes\\)"):
+        ResultCache(other)
+    shaped = tmp_path / "shaped.sqlite"
+    with sqlite3.connect(shaped) as db:
+        db.execute("CREATE TABLE results (key TEXT, value TEXT)")
+    with pytest.raises(AuditError, match="its results table has columns key, value, expected key, kind, backend, value"):
+        ResultCache(shaped)
+
+
+def test_unreadable_cached_value_is_an_audit_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = _filled(tmp_path / "cache.sqlite")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE results SET value = '{not json' WHERE key = 'k1'")
+    with ResultCache(path) as cache, pytest.raises(AuditError, match="the cache is corrupt or not an opt-audit cache"):
+        cache.get_many(["k1"])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from audit.errors import AuditError
-from audit.gate import ABSOLUTE, EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED, UNPAIRED, gate_paths, gate_runs
+from audit.gate import ABSOLUTE, EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED, gate_paths, gate_runs
 from audit.gate_policy import parse_policy
 from audit.gate_report import format_console, format_markdown, junit_xml, write_outputs
 from audit.metrics import mean_metric, proportion_metric
@@ -113,36 +113,37 @@ def test_large_but_not_significant_change_passes(tmp_path: Path) -> None:
     assert o.reasons == ("worse by 0.3 > tolerance 0.02, but not significant (p = 0.125 >= alpha 0.01)",)
 
 
-def test_absolute_bounds_and_unpaired_test(tmp_path: Path) -> None:
+def test_absolute_bounds_and_paired_mean(tmp_path: Path) -> None:
     a = write_run(tmp_path, "a", {CROWS: crows_probe([1, 0] * 5)})
     b = write_run(tmp_path, "b", {CROWS: crows_probe([1, 1] * 5)})  # 50% -> 100%
     policy = parse_policy({"crows_pairs.pct_stereotype": {"max_value": 90},
                            "crows_pairs.likelihood_diff": {"max_increase": 0.1}}, "t")
-    ceiling, unpaired = gate_paths(a, b, policy).outcomes
+    ceiling, diff = gate_paths(a, b, policy).outcomes
     assert ceiling.verdict == "regression" and ceiling.method == ABSOLUTE
     assert ceiling.reasons == ("candidate 100 > max_value 90",)
-    # likelihood_diff has no item statistic: the CI-based z-test. Same rows -> delta 0, z = 0, p = 0.5.
-    assert unpaired.method == UNPAIRED and unpaired.delta == 0.0 and unpaired.p == 0.5
-    assert unpaired.verdict == "pass"
+    # likelihood_diff is a mean of per-pair |LL differences|; both runs have the same abs_diff per pair,
+    # so no item differs: delta 0 and p = 1 (the paired test, not a guess from the two CIs)
+    assert diff.method.startswith("paired permutation test") and diff.delta == 0.0 and diff.p == 1.0
+    assert diff.verdict == "pass"
 
 
-def test_unpaired_p_value_from_cis() -> None:
-    # baseline 1.0 with CI [0.804, 1.196] -> se = 0.196/1.96 = 0.1; candidate 1.5, CI [1.304, 1.696],
-    # se 0.1. z = 0.5 / sqrt(0.1² + 0.1²) = 3.5355, one-sided p = 0.5 * erfc(3.5355 / sqrt 2) = 2.035e-4.
+def test_a_metric_without_an_item_statistic_is_not_tested() -> None:
+    # No unpaired fallback: comparing the two runs' CIs as if independent is a guess (it called two seeds
+    # of one model "significantly worse" on BOLD's max gap), so the rule is undecided, with the reason,
+    # even when the values moved a lot (1.0 -> 1.5 with tight CIs).
     from audit.store import ProbeSummary, Run
 
     def run(name: str, value: float, ci: tuple[float, float]) -> Run:
-        m = Metric("likelihood_diff", value, ci, 50, False, "", "", unit="nats")
+        m = Metric("pct_stereotype_gap", value, ci, 50, False, "", "", unit="nats")
         return Run(Path(name), {"spec": {"suite": None}, "backend_id": "x|sampler1", "probes": {}},
                    {CROWS: ProbeSummary(ProbeInfo(CROWS, "1", "", "", "", ""), [m])})
 
-    z = 1.959963984540054
-    policy = parse_policy({"crows_pairs.likelihood_diff": {"max_increase": 0.1}}, "t")
-    result = gate_runs(run("a", 1.0, (1.0 - 0.1 * z, 1.0 + 0.1 * z)), run("b", 1.5, (1.5 - 0.1 * z, 1.5 + 0.1 * z)),
-                       policy)
+    policy = parse_policy({"crows_pairs.pct_stereotype_gap": {"max_increase": 0.1}}, "t")
+    result = gate_runs(run("a", 1.0, (0.9, 1.1)), run("b", 1.5, (1.4, 1.6)), policy)
     (o,) = result.outcomes
-    assert o.p == pytest.approx(2.035e-4, rel=1e-3)
-    assert o.verdict == "regression" and result.exit_code == EXIT_REGRESSION
+    assert o.verdict == "undecided" and o.p is None and result.exit_code == EXIT_UNDECIDED
+    assert o.reasons == ("not tested: no per-item statistic for this metric, so no paired test (and no unpaired "
+                         "guess)",)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -246,3 +247,22 @@ def test_outputs_to_a_pipe_are_written_not_renamed_over(tmp_path: Path) -> None:
     reader.join(timeout=60)
     assert got == [format_markdown(result)]
     assert pipe.is_fifo()
+
+
+def test_outputs_neutralise_control_characters_and_markdown_in_names(tmp_path: Path) -> None:
+    # a run folder, a policy file name and a rule name are user text: no ANSI escape may reach the CI
+    # log, the JUnit XML must stay well-formed, and gate.md must not render an image or a link
+    a = write_run(tmp_path, "![i](x.png)[x](javascript:alert(1))", {RTP: rtp_probe([0, 1])})
+    policy = parse_policy({"rtp.toxicity_probability": {"max_increase": 1},
+                           "bold.t\x1b[31mox\x01ic\x0b": {"max_increase": 1, "required": False}},
+                          "pol\x1b[2Jicy\x07.yaml")
+    result = gate_paths(a, a, policy)
+    console = format_console(result)
+    assert not any(c in console for c in "\x1b\x07\x01\x0b") and "policy pol[2Jicy.yaml" in console
+    suite = ET.fromstring(junit_xml(result)).find("testsuite")
+    assert [c.get("name") for c in suite.findall("testcase")] == ["toxicity_probability", "t[31moxic"]
+    assert suite.find("properties/property[@name='policy']").get("value") == "pol[2Jicy.yaml"
+    md = format_markdown(result)
+    assert "](javascript" not in md and "](x.png" not in md and "![" not in md
+    assert "\\!\\[i\\]\\(x.png\\)\\[x\\]\\(javascript:alert\\(1\\)\\)" in md
+    assert "- policy: pol\\[2Jicy.yaml" in md and not any(c in md for c in "\x1b\x07\x01\x0b")

@@ -303,7 +303,7 @@ def test_describe_reports_the_model_facts(backend) -> None:
     assert (d["dtype"], d["attention"], d["device"]) == ("float32", "sdpa", "cpu")
     assert d["architecture"] == "OPTForCausalLM"
     assert d["revision"].startswith("sha256:") and len(d["revision"]) == len("sha256:") + 64
-    assert backend.id == f"hf:tiny-opt@{d['revision']}|float32|sdpa|cpu|sampler1"
+    assert backend.id == f"hf:tiny-opt@{d['revision']}|float32|sdpa|cpu|sampler1|prompt-rstrip"
     assert next(backend.model.parameters()).dtype == torch.float32
 
 

@@ -57,7 +57,7 @@ def test_failed_replace_keeps_old_content_and_no_temp(tmp_path: Path, monkeypatc
         raise OSError("disk vanished")
 
     monkeypatch.setattr(store.os, "replace", boom)
-    with pytest.raises(OSError, match="disk vanished"):
+    with pytest.raises(AuditError, match=f"^{target}: cannot write it \\(disk vanished\\)$"):
         atomic_write_text(target, "new")
     assert target.read_text(encoding="utf-8") == "old"
     assert _entries(tmp_path) == ["summary.json"]
@@ -259,3 +259,59 @@ def test_write_samples_refuses_nan(tmp_path: Path) -> None:
         write_samples(tmp_path, "p", [{"score": math.nan}])
     # The rows are serialised before any file is opened: nothing is written at all.
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk, hostile run files, and the run lock
+# ---------------------------------------------------------------------------------------------
+
+def test_full_disk_is_an_audit_error_naming_the_file_and_keeps_the_old_one(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    target = tmp_path / "summary.json"
+    target.write_text("old", encoding="utf-8")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    with pytest.raises(AuditError) as e:
+        atomic_write_text(target, "new")
+    assert str(e.value) == (f"{target}: cannot write it (No space left on device; free some space and rerun: "
+                            "finished work is kept)")
+    assert target.read_text(encoding="utf-8") == "old"
+    assert _entries(tmp_path) == ["summary.json"]
+
+
+def test_unwritable_folder_is_an_audit_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(AuditError, match=f"^{blocker / 'run' / 'manifest.json'}: cannot write it"):
+        write_manifest(blocker / "run", {"status": "running"})
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"schema_version": %d, "n": %s}' % (SCHEMA_VERSION, "9" * 5000), "Exceeds the limit (4300 digits)"),
+    ('{"schema_version": %d, "n": %s}' % (SCHEMA_VERSION, "[" * 20000 + "]" * 20000), "RecursionError"),
+])
+def test_hostile_manifest_is_an_audit_error(tmp_path: Path, text: str, why: str) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(text, encoding="utf-8")
+    with pytest.raises(AuditError, match="manifest.json: cannot read it") as e:
+        load_run(run)
+    assert why in str(e.value)
+
+
+def test_run_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with store.lock_run_dir(run) as lock:
+        assert lock == run / ".lock" and lock.read_text().strip() == str(os.getpid())
+        with pytest.raises(store.RunLocked, match=f"^{run}: another opt-audit process is running this run now"):
+            with store.lock_run_dir(run):
+                pass  # pragma: no cover
+    assert _entries(run) == []  # released and removed
+    with store.lock_run_dir(run):  # and free to take again
+        pass
+

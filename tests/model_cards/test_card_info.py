@@ -96,3 +96,30 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="card file .*: no such file"):
         load_card_info(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<b>x</b>",
+                                  "vbscript:x", "file:///etc/passwd", "/etc/passwd", "../LICENSE", "//evil.test/x",
+                                  "https://x.test/a b", "https://x.test/a)(b", "LICENSE md"])
+def test_license_link_must_be_http_or_a_repo_file(tmp_path: Path, link: str) -> None:
+    path = _write(tmp_path, f"license: other\nlicense_link: {link!r}\n")
+    with pytest.raises(AuditError) as err:
+        load_card_info(path)
+    assert str(err.value).startswith(f"{path}: field 'license_link': ")
+    assert "is not an http(s) URL or a file in the model repository" in str(err.value)
+
+
+@pytest.mark.parametrize("link", ["https://example.org/LICENSE", "http://example.org/l?v=1", "LICENSE",
+                                  "LICENSE.md", "docs/MODEL_LICENSE.txt"])
+def test_license_link_accepts_urls_and_repo_files(tmp_path: Path, link: str) -> None:
+    assert load_card_info(_write(tmp_path, f"license_link: {link}\n")).license_link == link
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model_details:\n  version: " + "7" * 5000 + "\n", "a value cannot be read"),
+    ("tags: " + "[" * 20000 + "]" * 20000 + "\n", "nested too deeply to read"),
+])
+def test_hostile_card_yaml_names_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(AuditError, match=f"^card file {path}: {message}"):
+        load_card_info(path)
