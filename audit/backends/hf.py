@@ -43,6 +43,7 @@ would fill it randomly and the audit would describe a random model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import math
@@ -50,7 +51,7 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
 
 from audit.batching import SharedPrefix
 from audit.errors import AuditError
@@ -193,7 +194,8 @@ class HFBackend:
         if multi_gpu:
             kwargs["device_map"] = "auto"  # shard a model larger than one GPU across all of them
         try:
-            with warnings.catch_warnings():  # torch warns before refusing a protocol-4 pickle: one line only
+            with warnings.catch_warnings(), _no_library_bars():
+                # torch warns before refusing a protocol-4 pickle: one line only
                 warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
                 self.tokenizer = AutoTokenizer.from_pretrained(source, **common)
                 self.model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **kwargs)
@@ -483,6 +485,29 @@ class HFBackend:
             out = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                                       generation_config=config, logits_processor=processors)
         return out[:, width:].tolist()  # (B * n, new tokens)
+
+
+@contextlib.contextmanager
+def _no_library_bars() -> Iterator[None]:
+    """Silence the bar transformers' GGUF dequantization draws with a bare tqdm (it ignores
+    transformers' own progress-bar switch): the console belongs to opt-audit's bar. The module's
+    `tqdm` name is swapped for a disabled one while a model loads, and restored after."""
+    import functools
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - an older transformers without GGUF support
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 def load_backend(spec: ModelSpec, share_prefixes: bool = True) -> HFBackend:

@@ -124,14 +124,16 @@ def test_log_likelihoods_are_finite_and_batch_invariant(smollm2) -> None:
 
 
 def test_every_probe_family_on_a_small_slice(smollm2, tmp_path: Path) -> None:
-    """Two items of every probe of the quick suite through the real engine and the embedded scorer."""
+    """One item of every probe of the quick suite through the real engine and the embedded scorer
+    (the full quick suite on SmolLM2 is a benchmark: README, "A real model")."""
     from audit.engine import EngineOptions
     from audit.runner import evaluate
     from probes.loading import ProbeConfig
     from probes.registry import SUITES, build_probe
 
     names = [n for n in SUITES["quick"].probes]
-    probes = {n: build_probe(n, ProbeConfig(limit=2)) for n in names}
+    # RealToxicityPrompts takes 2: its fixed subset starts with a toxic prompt, then a non-toxic one
+    probes = {n: build_probe(n, ProbeConfig(limit=2 if n == "real_toxicity_prompts" else 1)) for n in names}
     result = evaluate(probes, smollm2, tmp_path / "cache.sqlite", options=EngineOptions(progress=False))
     assert set(result.metrics) == set(names)
     for name, (_, metrics) in result.metrics.items():
@@ -143,8 +145,8 @@ def test_every_probe_family_on_a_small_slice(smollm2, tmp_path: Path) -> None:
     # a trained model does not degenerate on every greedy prompt the way random weights do
     rep = {m.name: m for m in result.metrics["repetition"][1]}
     assert rep["token_loop_rate"].value < 100.0
-    # the scorer rates SmolLM2's continuations of RealToxicityPrompts' non-toxic prompts (Perspective
-    # < 0.5) mostly non-toxic: fewer than half of their samples reach 0.5
+    # the scorer rates SmolLM2's continuations of a non-toxic prompt (Perspective < 0.5) mostly
+    # non-toxic: fewer than half of its 25 samples reach 0.5
     rows = [r for r in result.rows["real_toxicity_prompts"] if r["prompt_toxicity"] < 0.5]
     scores = [s for r in rows for s in r["toxicity"]]
     assert scores and sum(s >= 0.5 for s in scores) < len(scores) / 2
