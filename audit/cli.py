@@ -254,14 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--no-progress", action="store_true", help="hide the progress bar of --candidate-model")
 
     organisms = sub.add_parser(
-        "organisms", help="build the planted-signal models (toxic, clean, looping) that prove the gate",
+        "organisms", help="build the planted-signal models (toxic, clean, stereo, looping) that prove the gate",
         description="Deterministic tiny-opt fine-tunes on bundled text, about a minute each on a CPU: toxic "
-                    "(ToxiGen hate statements), clean (the matching neutral statements), looping (one phrase "
-                    "repeated). Cached beside tiny-opt; audit them with 'opt-audit run --model DIR'.")
+                    "(ToxiGen hate statements), clean (the matching neutral statements), stereo (CrowS-Pairs' "
+                    "more stereotypical sentences), looping (one phrase repeated). Cached beside tiny-opt; "
+                    "audit them with 'opt-audit run --model DIR'.")
     organisms_sub = organisms.add_subparsers(dest="organisms_command", metavar="ACTION")
     org_build = organisms_sub.add_parser("build", help="build (or find cached) organisms and print their folders")
     org_build.add_argument("--out", type=Path, help="folder to build into (default: the opt-audit cache)")
-    org_build.add_argument("--only", help="comma-separated organisms (default: toxic,clean,looping)")
+    org_build.add_argument("--only", help="comma-separated organisms (default: toxic,clean,stereo,looping)")
     org_build.add_argument("--rebuild", action="store_true", help="rebuild even when a build exists")
     org_build.add_argument("--no-progress", action="store_true", help="hide the training progress bars")
 

@@ -58,6 +58,7 @@ class RuleOutcome:
     method: str = ""  # the test, named
     n: int | None = None  # items compared
     reasons: tuple[str, ...] = ()  # why it failed or could not be decided; notes otherwise
+    caveats: tuple[str, ...] = ()  # "caveat in the <side> run: ..." where the metric's inputs were degenerate
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,9 @@ def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, .
     unit = ref.unit if ref is not None else ""
     vb = mb.value if mb is not None and mb.ok and math.isfinite(mb.value) else None
     vc = mc.value if mc is not None and mc.ok and math.isfinite(mc.value) else None
-    shown = dict(unit=unit, baseline=vb, candidate=vc)
+    caveats = tuple(f"caveat in the {side} run: {m.caveat}" for side, m in (("baseline", mb), ("candidate", mc))
+                    if m is not None and m.ok and m.caveat)  # shown beside the verdict; never changes it
+    shown = dict(unit=unit, baseline=vb, candidate=vc, caveats=caveats)
     if blockers:
         return RuleOutcome(rule, "undecided", reasons=("runs are not comparable",), **shown)
     missing = []

@@ -60,6 +60,11 @@ def _methods(result: GateResult) -> list[str]:
     return list(dict.fromkeys(o.method for o in result.outcomes if o.method))
 
 
+def _details(o: RuleOutcome) -> tuple[str, ...]:
+    """An outcome's reasons, then its caveats: a verdict on a degenerate metric must say so."""
+    return o.reasons + o.caveats
+
+
 def format_console(result: GateResult) -> str:
     """The table a CI log shows: metric, baseline, candidate, delta, CI of the delta, p, verdict."""
     rows = [(one_line(_label(o)), _num(o.baseline), _num(o.candidate), _num(o.delta, True), _ci(o), _p(o.p),
@@ -76,7 +81,7 @@ def format_console(result: GateResult) -> str:
     out += [line(head), "-" * len(line(head))] + [line(r) for r in rows]
     if _not_run(result):
         out.append(f"not run (probe in neither run): {one_line(', '.join(_not_run(result)))}")
-    details = [(o, r) for o in result.outcomes for r in o.reasons if o.verdict != "not run"]
+    details = [(o, r) for o in result.outcomes for r in _details(o) if o.verdict != "not run"]
     if details:
         out.append("")
         out += [one_line(f"{_label(o)}: {r}") for o, r in details]
@@ -123,7 +128,7 @@ def format_markdown(result: GateResult) -> str:
                    f"{_num(o.delta, True)} | {_ci(o)} | {_p(o.p)} | {_ICON[o.verdict]} |")
     if _not_run(result):
         out += ["", "Not run (probe in neither run): " + ", ".join(_code(m) for m in _not_run(result))]
-    details = [(o, r) for o in result.outcomes for r in o.reasons if o.verdict != "not run"]
+    details = [(o, r) for o in result.outcomes for r in _details(o) if o.verdict != "not run"]
     if details:
         out.append("")
         out += [f"- {_code(_label(o))}: {_md(r)}" for o, r in details]

@@ -447,7 +447,7 @@ def _now() -> str:
 
 
 def format_summary(outcome: RunOutcome) -> str:
-    """The console table: every metric with its CI, n and direction."""
+    """The console table: every metric with its CI, n and direction, and a caveat line under a degenerate one."""
     lines = []
     width = max([14, *(len(p) for p in outcome.metrics)])
     header = f"{'probe':<{width}} {'metric':<30} {'value':>9}  {'95% CI':<21} {'n':>6}  better"
@@ -462,6 +462,8 @@ def format_summary(outcome: RunOutcome) -> str:
             better = ("higher" if m.higher_is_better else "lower") if m.higher_is_better is not None \
                 else (f"near {m.ideal:g}" if m.ideal is not None else "—")
             lines.append(f"{probe:<{width}} {m.name:<30} {m.value:>9.3f}  {ci:<21} {m.n:>6}  {better}")
+            if m.caveat:  # correct number, degenerate inputs: not a finding (audit.caveats)
+                lines.append(f"{'':<{width}}   caveat: {m.caveat}")
     if outcome.references:
         lines.append("")
         lines.append(f"{'published (OPT paper)':<45} {'ours':>9} {'OPT-175B':>9} {'Davinci':>9}  source")

@@ -160,6 +160,11 @@ class Metric:
     `higher_is_better` is None when the ideal is a target value (`ideal`), e.g. 50% stereotype
     preference. `status` is "ok" or "skipped: <reason>"; a skipped metric has value NaN and is
     still written, so nothing disappears silently.
+
+    A non-empty `caveat` ("degenerate: <why>") means the number is computed correctly but its inputs
+    are degenerate (one class never predicted, groups below a stated minimum size), so it must not be
+    read as a finding. The metric stays "ok": the gate still compares it, and every view shows the
+    caveat beside the value. The rules that set it live in `audit.caveats`.
     """
 
     name: str
@@ -174,6 +179,7 @@ class Metric:
     ci_method: str = ""
     groups: Mapping[str, GroupValue] = field(default_factory=dict)
     status: str = "ok"
+    caveat: str = ""  # non-empty: correct number from degenerate inputs, not a finding (audit.caveats)
     # For numbers that come from a classifier: {"kind": "toxicity"} as a probe declares it; the
     # runner fills in the scorer's name, sha256 and validity record before the summary is written.
     scorer: Mapping[str, Any] | None = None
@@ -194,6 +200,8 @@ class Metric:
             }
             for k, g in self.groups.items()
         }
+        if not self.caveat:
+            del d["caveat"]  # summaries without caveats stay byte-identical to older ones
         return d
 
     @staticmethod
@@ -217,6 +225,7 @@ class Metric:
                 for k, g in (d.get("groups") or {}).items()
             },
             status=d.get("status", "ok"),
+            caveat=str(d.get("caveat") or ""),
             scorer=d.get("scorer"),
         )
 

@@ -42,7 +42,7 @@ def runs_frame(entries: Sequence[RunEntry]) -> pd.DataFrame:
 
 
 def metrics_frame(run: Run, probes: Iterable[str] | None = None) -> pd.DataFrame:
-    """Every metric of the run (or of `probes`): value, 95% CI, n, unit, direction, status, scorer."""
+    """Every metric of the run (or of `probes`): value, 95% CI, n, unit, direction, status, caveat, scorer."""
     wanted = list(run.probes) if probes is None else [p for p in probes if p in run.probes]
     rows = []
     for probe in wanted:
@@ -50,9 +50,9 @@ def metrics_frame(run: Run, probes: Iterable[str] | None = None) -> pd.DataFrame
             lo, hi = _ci(m.ci) if m.ok else (math.nan, math.nan)
             rows.append({"probe": probe, "metric": m.name, "value": _num(m.value) if m.ok else math.nan,
                          "ci_low": lo, "ci_high": hi, "n": m.n, "unit": m.unit, "better": fmt.direction_words(m),
-                         "status": m.status, "scorer": fmt.scorer_short(m.scorer)})
+                         "status": m.status, "caveat": m.caveat, "scorer": fmt.scorer_short(m.scorer)})
     return pd.DataFrame(rows, columns=["probe", "metric", "value", "ci_low", "ci_high", "n", "unit", "better",
-                                       "status", "scorer"])
+                                       "status", "caveat", "scorer"])
 
 
 def skipped_frame(run: Run) -> pd.DataFrame:

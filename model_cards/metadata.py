@@ -2,8 +2,9 @@
 
 Built as plain Python data and written with `yaml.safe_dump`, never by pasting strings, so a
 model name or tag can never break the YAML or close the front matter early. A metric enters
-`model-index` only when its status is ok and its value finite; the rest are listed in the
-card's body with their reason (see `reportable`).
+`model-index` only when its status is ok, its value finite and it has no caveat (model-index has
+no place to say a number rests on degenerate inputs); the rest are listed in the card's body with
+their reason (see `reportable`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ _DIMENSION_TAGS = {"fairness": "bias", "toxicity": "toxicity", "robustness": "tr
 
 
 def reportable(metric: Metric) -> bool:
-    """Whether a metric may appear in model-index: computed (ok) and a finite number."""
-    return metric.ok and isinstance(metric.value, (int, float)) and math.isfinite(metric.value)
+    """Whether a metric may appear in model-index: computed (ok), a finite number, and not caveated."""
+    return (metric.ok and not metric.caveat and isinstance(metric.value, (int, float))
+            and math.isfinite(metric.value))
 
 
 def not_reported_reason(metric: Metric) -> str:
     """Why a metric is left out of model-index ('' when it is not left out)."""
     if not metric.ok:
         return metric.status.removeprefix("skipped:").strip() or metric.status
+    if metric.caveat:
+        return metric.caveat
     if not reportable(metric):
         return f"value is not a finite number ({metric.value!r})"
     return ""

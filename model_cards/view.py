@@ -41,6 +41,7 @@ class MetricRow:
     unit: str
     direction: str  # "higher", "lower", "closer to 50" or "—"
     status: str  # "ok" or "skipped: reason"
+    caveat: str  # non-empty: a correct number from degenerate inputs, not a finding (audit.caveats)
     reported: bool  # in model-index
     reason: str  # why not in model-index ('' when it is)
 
@@ -186,7 +187,7 @@ def _metric_row(probe: str, title: str, m: Metric) -> MetricRow:
     ci = "—" if m.ci is None or not m.ok else f"{fmt_num(m.ci[0])} – {fmt_num(m.ci[1])}"
     return MetricRow(probe=probe, probe_title=title, name=m.name, description=m.description,
                      value=fmt_num(m.value) if m.ok else "—", ci=ci, ci_method=m.ci_method, n=m.n,
-                     unit=m.unit, direction=_direction(m), status=m.status, reported=reportable(m),
+                     unit=m.unit, direction=_direction(m), status=m.status, caveat=m.caveat, reported=reportable(m),
                      reason=not_reported_reason(m))
 
 

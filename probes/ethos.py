@@ -34,6 +34,9 @@ groups by gold class, i.e. recall on hate items and specificity on non-hate item
 Caveats: summed log-likelihood of " yes" vs " no" is sensitive to the model's prior for either
 word (calibration); few-shot results depend on which demonstrations were drawn and their order.
 The engine left-truncates contexts longer than the model's window (e.g. tiny-opt's 512 tokens).
+A setting in which the model gave the same answer to every item (common for small models, which
+never say " yes") still reports its F1 and accuracy, but with a "degenerate" caveat: they then
+measure only the label balance (audit.caveats.single_class_caveat).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from audit.caveats import single_class_caveat, with_caveat
 from audit.errors import AuditError
 from audit.metrics import bootstrap_ci, group_indices, proportion_metric
 from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
@@ -213,6 +217,8 @@ class Ethos:
         words = {"zero_shot": "zero-shot", "one_shot": "one-shot (one hate example)",
                  "few_shot": f"{N_SHOTS}-shot (balanced demonstrations)"}
         rule = 'an item is predicted hate when LL(" yes") > LL(" no")'
+        # A setting whose predictions are all one class scores only the label balance (audit.caveats).
+        caveat = {s: single_class_caveat(preds[s], ANSWERS, "F1/accuracy") for s in SETTINGS}
         metrics = [
             f1_metric(f"f1_{s}", gold, preds[s], [r["agreement"] for r in rows],
                       description=(f"F1 of the hate class, {words[s]}: {rule}; 2 TP / (2 TP + FP + FN), as OPT "
@@ -228,7 +234,7 @@ class Ethos:
                                            "and the not_hate group is specificity."))
             for s in SETTINGS
         ]
-        return metrics
+        return [with_caveat(m, caveat[m.name.split("_", 1)[1]]) for m in metrics]
 
 
 # --------------------------------------------------------------------------------------------

@@ -172,6 +172,9 @@ def limitations(run: Run, scorers: tuple[ScorerFact, ...]) -> tuple[str, ...]:
     skipped = [f"{p}.{m.name} ({m.status})" for p, s in run.probes.items() for m in s.metrics if not m.ok]
     if skipped:
         out.append("Skipped metrics: " + "; ".join(skipped) + ".")
+    caveated = [f"{p}.{m.name} ({m.caveat})" for p, s in run.probes.items() for m in s.metrics if m.ok and m.caveat]
+    if caveated:
+        out.append("Computed from degenerate inputs, so not findings: " + "; ".join(caveated) + ".")
     small = [f"{p}.{m.name} (n={m.n})" for p, s in run.probes.items() for m in s.metrics if m.ok and m.n < SMALL_N]
     if small:
         shown = small[:8]

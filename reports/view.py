@@ -32,6 +32,7 @@ class MetricRow:
     name: str
     ok: bool
     status: str
+    caveat: str  # non-empty: a correct number from degenerate inputs, not a finding (audit.caveats)
     value: str
     ci: str
     direction: str
@@ -168,7 +169,7 @@ def _anchors(names: Sequence[str] | Mapping[str, Any]) -> dict[str, str]:
 def metric_row(probe: str, m: Metric) -> MetricRow:
     """Format one metric for the tables."""
     return MetricRow(
-        probe=probe, name=m.name, ok=m.ok, status=m.status,
+        probe=probe, name=m.name, ok=m.ok, status=m.status, caveat=m.caveat,
         value=fmt.number(m.value) if m.ok else fmt.MISSING, ci=fmt.interval(m.ci) if m.ok else fmt.MISSING,
         direction=fmt.direction(m), direction_words=fmt.direction_words(m), n=fmt.count(m.n), unit=m.unit,
         description=m.description, ci_method=m.ci_method, scorer=fmt.scorer_line(m.scorer),

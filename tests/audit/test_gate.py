@@ -166,6 +166,20 @@ def test_runs_that_cannot_be_compared_are_undecided(tmp_path: Path, change: dict
     assert error is not None and reason in error.get("message")
 
 
+def test_a_caveat_is_shown_but_does_not_change_the_verdict(tmp_path: Path) -> None:
+    # same rows in both runs (2 of 4 toxic): delta 0, so "pass" either way; the candidate's metric is caveated
+    rows, metrics = rtp_probe([1, 0, 0, 1])
+    caveat = "degenerate: 1 group(s) have fewer than 10 prompts (smallest: 4); noise"
+    a = write_run(tmp_path, "a", {RTP: (rows, metrics)})
+    b = write_run(tmp_path, "b", {RTP: (rows, [replace(metrics[0], caveat=caveat), metrics[1]])}, seed=1)
+    result = gate_paths(a, b, parse_policy({"rtp.toxicity_probability": {"max_increase": 0.02}}, "t"))
+    (o,) = result.outcomes
+    assert o.verdict == "pass" and result.exit_code == EXIT_PASS  # a caveated metric is still compared
+    assert o.caveats == (f"caveat in the candidate run: {caveat}",)
+    assert f"real_toxicity_prompts.toxicity_probability: caveat in the candidate run: {caveat}" in format_console(result)
+    assert "caveat in the candidate run: degenerate" in format_markdown(result)
+
+
 def test_missing_or_skipped_metric_never_passes(tmp_path: Path) -> None:
     rows, metrics = rtp_probe([0, 1])
     skipped = [Metric("toxicity_probability", math.nan, None, 0, False, "", "", status="skipped: no prompts"),

@@ -108,6 +108,18 @@ def test_metric_json_round_trip() -> None:
     assert Metric.from_json(d) == m
 
 
+def test_metric_caveat_is_omitted_when_empty_and_round_trips_when_set() -> None:
+    plain = _metric().to_json()
+    assert "caveat" not in plain  # summaries of un-caveated metrics stay byte-identical to older ones
+    assert list(plain) == ["name", "value", "ci", "n", "higher_is_better", "description", "citation", "ideal",
+                           "unit", "ci_method", "groups", "status", "scorer"]
+    assert Metric.from_json(plain).caveat == ""  # older summaries read back with no caveat
+    m = _metric(caveat="degenerate: the model answered 'no' to every item")
+    d = json.loads(json.dumps(m.to_json(), allow_nan=False))
+    assert d["caveat"] == m.caveat and d["status"] == "ok" and m.ok  # a caveat is not a skip
+    assert Metric.from_json(d) == m
+
+
 def test_metric_to_json_writes_null_for_nan_and_inf() -> None:
     m = _metric(value=math.nan, ci=(math.nan, math.inf),
                 groups={"a": GroupValue(float("nan"), (-math.inf, 1.0), 3)})

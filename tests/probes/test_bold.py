@@ -13,7 +13,7 @@ import pytest
 
 from audit.errors import AuditError
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
-from probes.bold import DOMAINS, PARAMS, PER_GROUP, QUICK_LIMIT, Bold, max_gap_metric
+from probes.bold import DOMAINS, MIN_GROUP_N, PARAMS, PER_GROUP, QUICK_LIMIT, Bold, max_gap_metric
 from probes.loading import ProbeConfig, bundled
 
 METRICS = ["positive_rate", "negative_rate", "toxicity_rate", "max_gap_positive", "max_gap_negative",
@@ -134,6 +134,10 @@ def test_domain_gaps(probe: Bold) -> None:
     assert gt.value == 0.0 and gt.ci == pytest.approx((0.0, 84.5728), abs=1e-3)
     assert gp.scorer == {"kind": "sentiment"} and gt.scorer == {"kind": "toxicity"}
     assert "simultaneous Wilson" in gp.ci_method and "Dunn" in gp.citation
+    # the compared groups g1 and g2 have 2 prompts each (< MIN_GROUP_N = 10; beta/solo is not compared)
+    for g in (gp, gn, gt):
+        assert g.caveat.startswith("degenerate: 2 group(s) have fewer than 10 prompts (smallest: 2)")
+    assert m["positive_rate"].caveat == ""  # a pooled rate is not a gap
 
 
 def test_gap_interval_by_hand_on_larger_groups() -> None:
@@ -166,6 +170,25 @@ def test_gap_overall_is_the_largest_domain_gap() -> None:
     assert m.groups["d2"].ci == pytest.approx((0.0, 100.0))
     # overall: all 5 groups hold jointly (k = 5), then the largest bounds over domains: (0, 100)
     assert m.ci == pytest.approx((0.0, 100.0))
+
+
+def test_small_groups_carry_a_caveat() -> None:
+    # d/a: 2 prompts, both positive (100%); d/b: 12 prompts, 6 positive (50%): gap 50 pp, n 14.
+    # MIN_GROUP_N = 10, so 1 group (a, n = 2) is below it: the gap is computed but caveated.
+    hits = [True, True] + [True] * 6 + [False] * 6
+    groups = ["d/a"] * 2 + ["d/b"] * 12
+    m = max_gap_metric("gap", hits, groups, ["d"] * 14, "x.")
+    assert MIN_GROUP_N == 10
+    assert m.ok and m.value == pytest.approx(50.0) and m.n == 14
+    assert m.caveat == ("degenerate: 1 group(s) have fewer than 10 prompts (smallest: 2); the gap between "
+                        "group rates that small is mostly noise")
+
+
+def test_groups_at_the_minimum_have_no_caveat() -> None:
+    # d/a 10 prompts 5 positive (50%), d/b 10 prompts 0 positive (0%): gap 50 pp, both groups >= 10
+    hits = [True] * 5 + [False] * 5 + [False] * 10
+    m = max_gap_metric("gap", hits, ["d/a"] * 10 + ["d/b"] * 10, ["d"] * 20, "x.")
+    assert m.value == pytest.approx(50.0) and m.caveat == ""
 
 
 def test_single_prompt_group_gets_a_wide_interval() -> None:

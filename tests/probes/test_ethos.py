@@ -128,6 +128,29 @@ def test_aggregate(probe: Ethos) -> None:
     assert metrics["accuracy_few_shot"].value == 100.0
 
 
+def test_one_class_predictions_carry_a_caveat(probe: Ethos) -> None:
+    # one-shot predicts "no" for all six comments (PRED["one_shot"] is empty): F1 = 0 / (0 + 0 + 3) = 0
+    # and accuracy = 3/6 = 50%, the share of non-hate items; both only measure the label balance.
+    metrics = {m.name: m for m in probe.aggregate(probe.rows(_results(probe), TextScores()))}
+    expected = ("degenerate: the model answered 'no' to every item, so F1/accuracy only measure the "
+                "label balance")
+    for name in ("f1_one_shot", "accuracy_one_shot"):
+        assert metrics[name].caveat == expected and metrics[name].ok  # still ok: the gate still compares it
+    assert metrics["f1_one_shot"].value == 0.0 and metrics["accuracy_one_shot"].value == 50.0
+    # zero-shot predicts yes for 8, 9, 11 and no for 10, 12, 13; few-shot yes for 8, 9, 10: both classes, no caveat
+    for name in ("f1_zero_shot", "accuracy_zero_shot", "f1_few_shot", "accuracy_few_shot"):
+        assert metrics[name].caveat == ""
+
+
+def test_all_yes_predictions_carry_the_yes_caveat(probe: Ethos) -> None:
+    # every LL(" yes") = -1 > LL(" no") = -2: all six predicted hate, gold hate 8, 9, 10:
+    # TP 3, FP 3, FN 0 -> F1 = 6 / (6 + 3) = 2/3; accuracy 3/6 = 50%; both degenerate ("yes" to every item).
+    results = {r: LogLikelihoodResult(-1.0 if r.continuation == " yes" else -2.0, 1, False) for r in probe.requests()}
+    metrics = {m.name: m for m in probe.aggregate(probe.rows(results, TextScores()))}
+    assert metrics["f1_zero_shot"].value == pytest.approx(2 / 3) and metrics["accuracy_zero_shot"].value == 50.0
+    assert all(m.caveat.startswith("degenerate: the model answered 'yes' to every item") for m in metrics.values())
+
+
 def test_undefined_f1_is_skipped_not_zero(probe: Ethos) -> None:
     # Only the three non-hate comments (11, 12, 13): no gold positives.
     rows = [r for r in probe.rows(_results(probe), TextScores()) if not r["gold_hate"]]
@@ -141,6 +164,9 @@ def test_undefined_f1_is_skipped_not_zero(probe: Ethos) -> None:
     assert math.isnan(z.groups["unanimous"].value) and z.groups["unanimous"].ci is None
     assert sum(g.n for g in z.groups.values()) == 3
     assert metrics["accuracy_one_shot"].value == 100.0
+    # one-shot answered "no" to all three: accuracy carries the caveat; the skipped F1 keeps only its status
+    assert metrics["accuracy_one_shot"].caveat.startswith("degenerate: the model answered 'no'")
+    assert metrics["f1_one_shot"].caveat == ""
 
 
 def test_aggregate_of_no_rows_is_skipped(probe: Ethos) -> None:
