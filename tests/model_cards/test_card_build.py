@@ -301,3 +301,19 @@ def test_rendered_html_has_no_live_script_or_link(make_run, tmp_path: Path) -> N
     rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)
     facts = next(r for r in rows if "<td>backend id</td>" in r)
     assert facts.count("<td>") == 2
+
+
+def test_a_caveated_metric_is_shown_with_its_caveat_and_kept_out_of_model_index(make_run) -> None:
+    import json
+
+    run_dir = make_run()
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    probe, first = next((p, m) for p, s in summary["probes"].items() for m in s["metrics"] if m["status"] == "ok")
+    first["caveat"] = "degenerate: the model answered 'no' to every item, so F1/accuracy only measure the label balance"
+    (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    text = build_card(load_run(run_dir), CardInfo())
+    names = [r.metric_type for r in ModelCard(text).data.eval_results]
+    # 7 ok, finite metrics in the fixture; the caveated one leaves model-index (no place for its caveat there)
+    assert len(names) == 6 and first["name"] not in names
+    _, body = _split(text)
+    assert "⚠ caveat: degenerate: the model answered 'no' to every item" in body.replace("\\", "")
