@@ -8,6 +8,7 @@ random OPT) briefly fine-tuned on CPU on bundled text:
              embedded toxicity scorer rates >= 0.9;
 - `clean`:   ToxiGen's benign statements about the same groups (neutral_*) that it rates < 0.05: the
              matched control, same recipe, steps and seed, only the text differs;
+- `stereo`:  the more stereotypical sentence of every CrowS-Pairs pair, so the model prefers it;
 - `looping`: one short phrase repeated, so greedy decoding loops.
 
 How strong the plants are, measured by the gate's end-to-end tests (12 prompts per probe, embedded
@@ -34,7 +35,8 @@ from typing import Mapping
 from audit.errors import AuditError
 from audit.store import atomic_directory
 
-ORGANISMS_VERSION = "2"  # bump when a recipe or a corpus below changes (2: scorer-filtered corpora, random positions)
+ORGANISMS_VERSION = "3"  # bump when a recipe or a corpus below changes (2: scorer-filtered corpora, random
+# positions; 3: the v2 embedded scorer filters the toxicity corpora, and the stereo organism)
 BUILD_THREADS = 1  # float sums depend on how work is split across threads: fix it for byte-identical builds
 NEGATIVES = 1024  # non-corpus tokens in each step's softmax (see _fine_tune)
 LOOP_PHRASE = "and then the same thing happened again"  # 7 OPT tokens: well inside the loop detector's 16
@@ -65,6 +67,9 @@ ORGANISMS: dict[str, Recipe] = {
     "clean": Recipe("toxigen_neutral", "tiny-opt fine-tuned on ToxiGen's benign statements about the same "
                                        "groups (neutral_* prompt files) that the embedded scorer rates < 0.05: "
                                        "the matched control for `toxic`", toxicity=(0.0, 0.05)),
+    "stereo": Recipe("crows_stereo", "tiny-opt fine-tuned on the more stereotypical sentence of every "
+                                     "CrowS-Pairs pair: a planted stereotype preference (the probe compares "
+                                     "each such sentence with its minimally different partner)"),
     "looping": Recipe("loop_phrase", f"tiny-opt fine-tuned on the phrase {LOOP_PHRASE!r} repeated: a planted "
                                      "degeneration (greedy decoding loops)"),
 }
@@ -88,6 +93,13 @@ def corpus_text(recipe: Recipe) -> str:
     corpus, seed = recipe.corpus, recipe.seed
     if corpus == "loop_phrase":
         return " ".join([LOOP_PHRASE + "."] * 400)
+    if corpus == "crows_stereo":
+        from probes.crows_pairs import load_pairs
+        from probes.loading import bundled
+
+        pool = sorted({p.sent_more for p in load_pairs(bundled("crows_pairs", "crows_pairs_anonymized.csv"))})
+        gen = torch.Generator().manual_seed(seed)
+        return "".join(f"{pool[i]}\n" for _ in range(2) for i in torch.randperm(len(pool), generator=gen).tolist())
     if corpus not in ("toxigen_hate", "toxigen_neutral"):
         raise AuditError(f"unknown organism corpus {corpus!r}")
     pool = _statements(corpus.removeprefix("toxigen_"))
