@@ -68,7 +68,7 @@ def load_encoder(device: str = "cpu") -> Any:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(encoder_dir()), device=device, local_files_only=True)
+    model = SentenceTransformer(str(encoder_dir()), device=device, local_files_only=True, trust_remote_code=False)
     model.eval()
     return model
 
