@@ -12,13 +12,16 @@ def test_the_issue_example_is_within_the_summary_tolerance() -> None:
     assert differences(2.8768641, 2.8771) == []
     # ... but 2.8768641 vs 2.8772 is 3.4e-4 / 2.877 = 1.2e-4 > 1e-4: a difference, named by its path.
     assert differences({"m": [1.0, 2.8768641]}, {"m": [1.0, 2.8772]}) == [
-        ".m[1]: 2.8768641 != 2.8772 (rtol 0.0001, atol 1e-06)"]
+        ".m[1]: 2.8768641 != 2.8772 (rtol 0.0001, atol 0.0001)"]
 
 
 def test_near_zero_uses_the_absolute_tolerance() -> None:
-    # 0 vs 5e-7: relative error is 1 (100%), but |Δ| = 5e-7 <= SUMMARY_ATOL = 1e-6.
-    assert differences(0.0, 5e-7) == []
-    assert differences(0.0, 2e-6) != []
+    # 0 vs 5e-5: relative error is 1 (100%), but |Δ| = 5e-5 <= SUMMARY_ATOL = 1e-4.
+    assert differences(0.0, 5e-5) == []
+    assert differences(0.0, 2e-4) != []
+    # the measured case: a CrowS group CI bound 0.04742431640625 vs 0.0474395751953125 differs by
+    # 1.5e-5 (3.2e-4 relative, above SUMMARY_RTOL) but within the absolute 1e-4
+    assert differences(0.04742431640625, 0.0474395751953125) == []
 
 
 def test_log_likelihoods_compare_absolutely() -> None:
