@@ -20,15 +20,10 @@ from typing import Callable
 
 import pytest
 
+from cli_checks import one_error_line
 
-def _one_error_line(proc) -> str:
-    """The single `opt-audit: error:` line of a failed command (nothing else on stderr)."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("opt-audit: error: "), lines[0]
-    return lines[0]
+
+_one_error_line = one_error_line
 
 
 class _Payload:
