@@ -10,7 +10,10 @@ two decoding settings, two models:
   folder, so no download is needed;
 - paths: (a) `audit.engine.run_requests` with the HF backend: pooled, length-sorted token-budget
   batches, left padding, one seeded generator per sample; (b) the loop people write first: for each
-  prompt, `model.generate` on that prompt alone (`num_return_sequences=k` when sampling).
+  prompt, `model.generate` on that prompt alone (`num_return_sequences=k` when sampling); and, for
+  the sampled setting, (c) `engine-v1`: path (a) with the sampler's reference computation (a full
+  sort of every row, one `torch.multinomial` per row), so the fast sampler's gain is measured in the
+  same run, and its samples are compared with the reference's token by token (they must be equal).
 
 Each (model, setting, path) runs in a fresh child process: peak RSS comes from that child alone
 (wait4), and the timer covers generation only (tokenisation included, model load and one short
@@ -20,6 +23,9 @@ reported, not asserted: on random weights the top two logits are often within fl
 each other, so a padded batch and a single row can pick different argmax tokens. Sampled outputs
 differ by design (opt-audit draws each sample from its own seeded generator; `model.generate`
 draws from torch's global RNG). Results go to bench/results/generation.json.
+
+`--settings nucleus --prompts 16` and `--models opt-125m-shaped` shorten a run on a loaded machine;
+`--k 25` is the RealToxicityPrompts protocol's sample count.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ N_PROMPTS = 64
 PROMPT_SALT = "bench/generation/1"  # the fixed subset of BOLD prompts (never the run seed)
 TOKEN_BUDGET = 8192  # the CLI's CPU default
 PATHS = ("engine", "loop")
+SAMPLED_PATHS = ("engine", "engine-v1", "loop")  # engine-v1: the engine with the reference sampler
 MODELS = ("tiny-opt", "opt-125m-shaped")
 TARGET_RATIO = 10.0
 
@@ -97,16 +104,22 @@ def build_125m_shaped(out_dir: Path, seed: int = 125) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def child(model_dir: Path, setting: Setting, path: str, device: str, out: Path, seed: int) -> None:
+def child(model_dir: Path, setting: Setting, path: str, device: str, out: Path, seed: int, n_prompts: int) -> None:
     """Generate for every prompt along one path and write timing, token counts and outputs to `out`."""
     import torch
 
-    prompts = bench_prompts()
-    if path == "engine":
-        run = _engine_runner(model_dir, setting, device, seed, out.parent)
+    prompts = bench_prompts()[:n_prompts]
+    if path == "engine-v1":
+        _use_reference_sampler()
+    sampler_seconds = _time_the_sampler() if setting.do_sample and path.startswith("engine") else [0.0]
+    if path.startswith("engine"):
+        work = out.parent / f"{out.stem}-cache"  # its own: another child's cache would answer for it
+        work.mkdir(exist_ok=True)
+        run = _engine_runner(model_dir, setting, device, seed, work)
     else:
         run = _loop_runner(model_dir, setting, device, seed)
     run(prompts[:1], 2)  # warm-up: thread pools and first allocations, outside the timer
+    sampler_seconds[0] = 0.0
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -120,9 +133,36 @@ def child(model_dir: Path, setting: Setting, path: str, device: str, out: Path, 
     result = {"seconds": seconds, "cpu_seconds": cpu_seconds, "load_before": load_before,
               "load_after": load_average(), "new_tokens": tokens, "prompts": len(prompts),
               "samples": sum(len(s) for s in outputs), "torch_threads": torch.get_num_threads(),
+              "sampler_seconds": sampler_seconds[0] if setting.do_sample and path.startswith("engine") else None,
               "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
-              "outputs": [[list(toks) for toks, _ in samples] for samples in outputs] if not setting.do_sample else None}
+              "outputs": [[list(toks) for toks, _ in samples] for samples in outputs]}
     out.write_text(json.dumps(result), encoding="utf-8")
+
+
+def _time_the_sampler() -> list[float]:
+    """Wrap `SeededSampler.__call__` with a timer; the returned cell accumulates its seconds."""
+    from audit.backends.sampling import SeededSampler
+
+    total = [0.0]
+    call = SeededSampler.__call__
+
+    def timed(self, input_ids, scores):
+        start = time.perf_counter()
+        try:
+            return call(self, input_ids, scores)
+        finally:
+            total[0] += time.perf_counter() - start
+
+    SeededSampler.__call__ = timed  # type: ignore[method-assign]
+    return total
+
+
+def _use_reference_sampler() -> None:
+    """Make `SeededSampler` filter and draw as sampler version 1 shipped (full sort, multinomial per row)."""
+    from audit.backends import sampling
+
+    sampling.nucleus_filter = sampling._nucleus_filter_by_sort  # type: ignore[assignment]
+    sampling.draw = sampling._draw_by_multinomial  # type: ignore[assignment]
 
 
 def _engine_runner(model_dir: Path, setting: Setting, device: str, seed: int, work: Path):
@@ -201,20 +241,24 @@ def compare_greedy(engine: Sequence[Sequence[Sequence[int]]], loop: Sequence[Seq
 
 
 def sampler_breakdown(rows: int, vocab: int = 50272, top_p: float = 0.9, repeats: int = 3) -> dict[str, Any]:
-    """Per decode step, what the seeded nucleus sampler costs on `rows` rows of a flat distribution.
+    """Per decode step, what the seeded nucleus sampler costs on `rows` rows of a flat distribution,
+    for the reference computation (sampler version 1 as shipped) and the fast one, in one process.
 
-    Why: on CPU these two costs grow with rows x vocabulary and batching cannot share them, so they
+    Why: on CPU these costs grow with rows x vocabulary and batching cannot share them, so they
     bound what any engine gains on sampled generation. Measured on random logits (std 0.5, the
-    near-uniform distributions a random model gives): the top-p sort, and the per-row seeded draws
-    (`torch.multinomial` with each sample's own generator), against the softmax alone.
+    near-uniform distributions a random model gives): the top-p filter (a full sort of every row,
+    against the histogram-and-band one) and the per-row seeded draws (`torch.multinomial` per row,
+    against the batched exponential race), beside the softmax alone. Both give the same tokens.
     """
     import torch
 
-    from audit.backends.sampling import nucleus_filter
+    from audit.backends.sampling import _draw_by_multinomial, _nucleus_filter_by_sort, draw, nucleus_filter
 
     logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)) * 0.5
     probs = nucleus_filter(logits, 1.0, top_p)
-    gens = [torch.Generator().manual_seed(i) for i in range(rows)]
+
+    def gens() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(i) for i in range(rows)]
 
     def best_ms(fn) -> float:
         fn()
@@ -225,11 +269,18 @@ def sampler_breakdown(rows: int, vocab: int = 50272, top_p: float = 0.9, repeats
             times.append(time.perf_counter() - t)
         return round(min(times) * 1000, 1)
 
-    return {"rows": rows, "vocab": vocab, "top_p": top_p,
+    same = (torch.equal(probs, _nucleus_filter_by_sort(logits, 1.0, top_p))
+            and torch.equal(draw(probs, gens()), _draw_by_multinomial(probs, gens())))
+    sort_ms = best_ms(lambda: _nucleus_filter_by_sort(logits, 1.0, top_p))
+    band_ms = best_ms(lambda: nucleus_filter(logits, 1.0, top_p))
+    multinomial_ms = best_ms(lambda: _draw_by_multinomial(probs, gens()))
+    race_ms = best_ms(lambda: draw(probs, gens()))
+    return {"rows": rows, "vocab": vocab, "top_p": top_p, "torch_threads": torch.get_num_threads(),
             "softmax_ms": best_ms(lambda: torch.softmax(logits, dim=-1)),
-            "top_p_filter_ms": best_ms(lambda: nucleus_filter(logits, 1.0, top_p)),
-            "seeded_draws_ms": best_ms(lambda: [torch.multinomial(probs[i], 1, generator=g)
-                                                for i, g in enumerate(gens)])}
+            "top_p_filter_ms": {"reference (sort)": sort_ms, "fast (band)": band_ms},
+            "seeded_draws_ms": {"reference (multinomial per row)": multinomial_ms, "fast (batched race)": race_ms},
+            "step_ms": {"reference": round(sort_ms + multinomial_ms, 1), "fast": round(band_ms + race_ms, 1)},
+            "identical_tokens": same}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -239,6 +290,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="runs of each combination; the fastest counts")
+    p.add_argument("--settings", default="greedy,nucleus", help="comma-separated, from greedy, nucleus")
+    p.add_argument("--prompts", type=int, default=N_PROMPTS,
+                   help=f"the first N of the fixed prompt subset (default {N_PROMPTS})")
     p.add_argument("--child", nargs=4, metavar=("MODEL_DIR", "SETTING", "PATH", "OUT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -248,8 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = settings(args.k)
     if args.child:
         model_dir, setting, path, out = args.child
-        child(Path(model_dir), table[setting], path, args.device, Path(out), args.seed)
+        child(Path(model_dir), table[setting], path, args.device, Path(out), args.seed, args.prompts)
         return 0
+    chosen = [x.strip() for x in args.settings.split(",") if x.strip()]
+    if not chosen or any(x not in table for x in chosen) or not 1 <= args.prompts <= N_PROMPTS:
+        raise SystemExit(f"--settings: from {', '.join(table)}; --prompts: 1 to {N_PROMPTS}")
+    table = {k: v for k, v in table.items() if k in chosen}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -260,10 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_info()
     results: dict[str, Any] = {
         "schema_version": 1, "benchmark": "generation", "machine": machine,
-        "device": args.device, "prompts": N_PROMPTS, "prompt_source": f"BOLD, fixed subset ({PROMPT_SALT})",
+        "device": args.device, "prompts": args.prompts, "prompt_source": f"BOLD, fixed subset ({PROMPT_SALT})",
         "token_budget": TOKEN_BUDGET, "repeats": args.repeats, "target_ratio_greedy": TARGET_RATIO,
         "settings": {k: vars(s) for k, s in table.items()},
         "paths": {"engine": "audit.engine.run_requests + HF backend (token-budget batches, seeded per-sample sampler)",
+                  "engine-v1": "the engine with the sampler's reference computation (full sort, multinomial per row)",
                   "loop": "for each prompt: model.generate(prompt alone; num_return_sequences=k when sampling)"},
         "models": {},
     }
@@ -277,23 +336,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in models:
             entry: dict[str, Any] = {"path": str(dirs[model]) if model == "tiny-opt" else "(temporary)"}
             for key, setting in table.items():
-                runs: dict[str, list[tuple[ChildRun, dict[str, Any]]]] = {p: [] for p in PATHS}
+                paths = SAMPLED_PATHS if setting.do_sample else PATHS
+                runs: dict[str, list[tuple[ChildRun, dict[str, Any]]]] = {p: [] for p in paths}
                 for r in range(args.repeats):
-                    for path in PATHS:
+                    for path in paths:
                         out = work / f"{model}-{key}-{path}-{r}.json"
                         cmd = [sys.executable, str(Path(__file__).resolve()), "--k", str(args.k), "--device",
-                               args.device, "--seed", str(args.seed), "--child", str(dirs[model]), key, path, str(out)]
+                               args.device, "--seed", str(args.seed), "--prompts", str(args.prompts),
+                               "--child", str(dirs[model]), key, path, str(out)]
                         done = run_child(cmd, work / f"{model}-{key}-{path}-{r}.log", env, cwd=REPO)
                         if done.returncode != 0:
                             raise SystemExit(f"{model} {key} {path} failed (exit {done.returncode}):\n{tail(done.log)}")
                         runs[path].append((done, json.loads(out.read_text(encoding="utf-8"))))
                         d = runs[path][-1][1]
-                        print(f"{model:16} {setting.name:12} {path:7} {d['seconds']:8.2f} s ({d['cpu_seconds']:.1f} s CPU)  "
-                              f"{d['new_tokens'] / d['seconds']:9.1f} tok/s  peak RSS {done.peak_rss_mib:6.0f} MiB",
-                              flush=True)
+                        in_sampler = f"  sampler {d['sampler_seconds']:.1f} s" if d.get("sampler_seconds") else ""
+                        print(f"{model:16} {setting.name:12} {path:9} {d['seconds']:8.2f} s "
+                              f"({d['cpu_seconds']:.1f} s CPU)  "
+                              f"{d['new_tokens'] / d['seconds']:9.1f} tok/s  peak RSS {done.peak_rss_mib:6.0f} MiB"
+                              f"{in_sampler}", flush=True)
                 entry[key] = summarize(runs, setting)
             results["models"][model] = entry
-    results["sampler_per_step"] = sampler_breakdown(N_PROMPTS * args.k)
+    if "nucleus" in table:
+        results["sampler_per_step"] = sampler_breakdown(args.prompts * args.k)
     results["machine"]["load_average_at_end"] = load_average()
     path = write_result("generation", results)
     print_summary(results)
@@ -310,11 +374,20 @@ def summarize(runs: Mapping[str, Sequence[tuple[ChildRun, dict[str, Any]]]], set
                   "load_1min_before_after": [(d["load_before"] or [None])[0], (d["load_after"] or [None])[0]],
                   "new_tokens": d["new_tokens"], "samples": d["samples"],
                   "tokens_per_s": round(d["new_tokens"] / d["seconds"], 2),
+                  "sampler_seconds": None if d.get("sampler_seconds") is None else round(d["sampler_seconds"], 3),
                   "peak_rss_mib": round(done.peak_rss_mib, 1), "peak_gpu_mib": d["peak_gpu_mib"],
                   "all_seconds": [round(x[1]["seconds"], 3) for x in runs[p]]}
     out["ratio_tokens_per_s"] = round(out["engine"]["tokens_per_s"] / out["loop"]["tokens_per_s"], 2)
     if not setting.do_sample:
         out["greedy_match"] = compare_greedy(best["engine"][1]["outputs"], best["loop"][1]["outputs"])
+    else:
+        out["ratio_tokens_per_s_engine_v1"] = round(out["engine-v1"]["tokens_per_s"] / out["loop"]["tokens_per_s"], 2)
+        engine, v1 = best["engine"][1]["outputs"], best["engine-v1"][1]["outputs"]
+        out["samples_identical_to_v1"] = {"samples": sum(len(s) for s in engine),
+                                          "identical": sum(a == b for x, y in zip(engine, v1) for a, b in zip(x, y))}
+    for p in out:
+        if isinstance(out[p], dict):
+            out[p].pop("outputs", None)
     return out
 
 
@@ -336,12 +409,21 @@ def print_summary(r: Mapping[str, Any]) -> None:
             same = f"{match['identical']}/{match['prompts']}" if match else "(sampled)"
             print(f"{model:17}{r['settings'][key]['name']:14}{e['tokens_per_s']:>13.1f}{lp['tokens_per_s']:>12.1f}"
                   f"{s['ratio_tokens_per_s']:>7.1f}x{e['peak_rss_mib']:>10.0f}Mi{lp['peak_rss_mib']:>8.0f}Mi  {same}")
+            if "engine-v1" in s:
+                v1, ident = s["engine-v1"], s["samples_identical_to_v1"]
+                print(f"{'':17}{'  sampler v1':14}{v1['tokens_per_s']:>13.1f}{lp['tokens_per_s']:>12.1f}"
+                      f"{s['ratio_tokens_per_s_engine_v1']:>7.1f}x{v1['peak_rss_mib']:>10.0f}Mi{'':10}  "
+                      f"samples identical to v1: {ident['identical']}/{ident['samples']}")
+                print(f"{'':17}time in the sampler: {e['sampler_seconds']} s of {e['seconds']} s (fast), "
+                      f"{v1['sampler_seconds']} s of {v1['seconds']} s (v1)")
     print(f"target: engine >= {r['target_ratio_greedy']:.0f}x the per-prompt loop on CPU for the 64-prompt workload")
     b = r.get("sampler_per_step")
     if b:
-        print(f"sampled decoding, per step on {b['rows']} rows x {b['vocab']} tokens (flat logits): softmax "
-              f"{b['softmax_ms']} ms, top-p filter {b['top_p_filter_ms']} ms, seeded draws {b['seeded_draws_ms']} ms: "
-              "per-row work that batching cannot share")
+        f, d = b["top_p_filter_ms"], b["seeded_draws_ms"]
+        print(f"sampled decoding, per step on {b['rows']} rows x {b['vocab']} tokens (flat logits), reference -> fast: "
+              f"top-p filter {f['reference (sort)']} -> {f['fast (band)']} ms, seeded draws "
+              f"{d['reference (multinomial per row)']} -> {d['fast (batched race)']} ms (softmax alone "
+              f"{b['softmax_ms']} ms); identical tokens: {b['identical_tokens']}")
 
 
 if __name__ == "__main__":
