@@ -173,17 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = sub.add_parser(
         "card", help="write a Hugging Face model card (README.md with model-index results) for a run",
-        description="Build a model card in the OPT model card's structure, with every metric in the YAML "
-                    "model-index. Facts only a person knows (intended use, training data, ...) come from "
-                    "--info card.yaml; anything missing is marked '[to be completed]', never invented.",
+        description="Build a model card in the OPT model card's structure, results first, with every metric "
+                    "that has a Hub dataset in the YAML model-index. Facts only a person knows (intended use, "
+                    "training data, ...) come from --info card.yaml; anything missing is marked "
+                    "'[to be completed]', never invented. If --out already exists (e.g. a model's Hub "
+                    "README), only opt-audit's part changes: its model-index results and the section between "
+                    "the <!-- opt-audit:begin/end --> markers (added after the intro if absent); every other "
+                    "byte stays, and the old file is kept as README.md.bak (.bak.1, ... if taken).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  opt-audit card runs/tiny-opt_quick_a1d0b61ff4\n"
                "  opt-audit card runs/RUN --info card.yaml --out model/README.md\n"
+               "  opt-audit card runs/RUN --out my-model/README.md          # merge into an existing card\n"
+               "  opt-audit card runs/RUN --info card.yaml --out my-model/README.md --force   # rebuild it\n"
                "see model_cards/example_card.yaml for every card.yaml field\n")
     card.add_argument("run", type=Path, help="a complete run directory")
-    card.add_argument("--info", type=Path, metavar="card.yaml", help="human facts about the model (YAML)")
-    card.add_argument("--out", type=Path, help="file to write (default: <run>/README.md)")
+    card.add_argument("--info", type=Path, metavar="card.yaml",
+                      help="human facts about the model (YAML), for a new card or with --force")
+    card.add_argument("--out", type=Path,
+                      help="card file to write or merge into (default: <run>/README.md)")
+    card.add_argument("--force", action="store_true",
+                      help="replace an existing --out with a freshly generated card (a backup is kept)")
 
     sub.add_parser("probes", help="list the probes with what they measure, their citation and data license")
     sub.add_parser("suites", help="list the suites with item and request counts",
@@ -325,9 +335,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from model_cards.build import write_card
+    from model_cards.update import update_card
 
-    print(f"wrote {write_card(args.run, info=args.info, out=args.out)}")
+    done = update_card(args.run, info=args.info, out=args.out, force=args.force)
+    if done.backup is not None:
+        print(f"backup {done.backup}")
+    verb = {"created": "wrote", "replaced": "wrote", "merged": "merged results into"}.get(done.action)
+    print(f"{verb} {done.path}" if verb else f"unchanged {done.path} (its opt-audit results are current)")
+    for path in done.eval_results:
+        print(f"wrote {path}")
+    if done.note:
+        print(f"note: {done.note}")
     return 0
 
 

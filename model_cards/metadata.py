@@ -3,8 +3,13 @@
 Built as plain Python data and written with `yaml.safe_dump`, never by pasting strings, so a
 model name or tag can never break the YAML or close the front matter early. A metric enters
 `model-index` only when its status is ok, its value finite and it has no caveat (model-index has
-no place to say a number rests on degenerate inputs); the rest are listed in the card's body with
-their reason (see `reportable`).
+no place to say a number rests on degenerate inputs), and its benchmark has a Hub dataset id
+(model-index requires one; `benchmarks`); the rest are listed in the card's body with their
+reason (see `in_model_index`).
+
+Each result opt-audit writes carries `dataset.args.tool: opt-audit`: that is how a merge into an
+existing card (`model_cards.merge`) tells its own results from anyone else's. The data's sha256
+is in `args.data_sha256`, never in `dataset.revision` (a Hub dataset commit, which we do not have).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import yaml
 
 from audit.store import Run
 from audit.types import Metric
-from model_cards.benchmarks import benchmark, data_revision
+from model_cards.benchmarks import benchmark, data_digest
 from model_cards.info import CardInfo
 
 BASE_TAGS = ("opt-audit", "responsible-ai", "evaluation")
 _DIMENSION_TAGS = {"fairness": "bias", "toxicity": "toxicity", "robustness": "truthfulness"}
+TOOL = "opt-audit"  # dataset.args.tool of every result opt-audit writes
 
 
 def reportable(metric: Metric) -> bool:
@@ -29,7 +35,12 @@ def reportable(metric: Metric) -> bool:
             and math.isfinite(metric.value))
 
 
-def not_reported_reason(metric: Metric) -> str:
+def in_model_index(probe: str, metric: Metric) -> bool:
+    """Whether a metric goes to model-index: reportable, and its benchmark has a Hub dataset id."""
+    return reportable(metric) and benchmark(probe).dataset_type is not None
+
+
+def not_reported_reason(probe: str, metric: Metric) -> str:
     """Why a metric is left out of model-index ('' when it is not left out)."""
     if not metric.ok:
         return metric.status.removeprefix("skipped:").strip() or metric.status
@@ -37,6 +48,8 @@ def not_reported_reason(metric: Metric) -> str:
         return metric.caveat
     if not reportable(metric):
         return f"value is not a finite number ({metric.value!r})"
+    if benchmark(probe).dataset_type is None:
+        return "no Hub dataset holds this benchmark's data, and model-index requires a dataset id"
     return ""
 
 
@@ -62,26 +75,29 @@ def card_tags(run: Run, info: CardInfo) -> list[str]:
 
 
 def model_index(run: Run) -> list[dict[str, Any]]:
-    """One model-index entry: a result per probe with at least one reportable metric."""
+    """One model-index entry: a result per probe with at least one metric for model-index."""
+    return [{"name": model_name(run), "results": index_results(run)}]
+
+
+def index_results(run: Run) -> list[dict[str, Any]]:
+    """opt-audit's model-index results for a run (each marked `args.tool: opt-audit`)."""
     spec = run.manifest.get("spec") or {}
     results: list[dict[str, Any]] = []
     for probe, summary in run.probes.items():
-        metrics = [_metric_entry(m) for m in summary.metrics if reportable(m)]
+        metrics = [_metric_entry(m) for m in summary.metrics if in_model_index(probe, m)]
         if not metrics:
             continue
         bench = benchmark(probe)
         dataset: dict[str, Any] = {"name": " ".join(summary.info.title.split()), "type": bench.dataset_type,
                                    "config": bench.config, "split": bench.split}
         probe_manifest = (run.manifest.get("probes") or {}).get(probe) or {}
-        revision = data_revision(probe_manifest.get("data_sha256"))
-        if revision is not None:
-            dataset["revision"] = revision
-        args = {"probe": probe, "probe_version": str(summary.info.version),
-                "suite": spec.get("suite"), "limit": spec.get("limit"), "seed": spec.get("seed")}
+        args = {"tool": TOOL, "probe": probe, "probe_version": str(summary.info.version),
+                "suite": spec.get("suite"), "limit": spec.get("limit"), "seed": spec.get("seed"),
+                "data_sha256": data_digest(probe_manifest.get("data_sha256"))}
         dataset["args"] = {k: v for k, v in args.items() if v is not None}
         results.append({"task": {"type": bench.task_type, "name": bench.task_name},
                         "dataset": dataset, "metrics": metrics})
-    return [{"name": model_name(run), "results": results}]
+    return results
 
 
 def _metric_entry(metric: Metric) -> dict[str, Any]:

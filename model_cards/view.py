@@ -13,8 +13,8 @@ from typing import Any, Mapping
 from audit.store import Run
 from audit.tiny import TINY_NAME
 from audit.types import Metric
-from model_cards.benchmarks import DIMENSIONS, Benchmark, benchmark, data_revision
-from model_cards.metadata import model_name, not_reported_reason, reportable
+from model_cards.benchmarks import DIMENSIONS, Benchmark, benchmark, data_digest
+from model_cards.metadata import in_model_index, model_name, not_reported_reason, reportable
 
 
 def fmt_num(x: float | None) -> str:
@@ -42,7 +42,8 @@ class MetricRow:
     direction: str  # "higher", "lower", "closer to 50" or "—"
     status: str  # "ok" or "skipped: reason"
     caveat: str  # non-empty: a correct number from degenerate inputs, not a finding (audit.caveats)
-    reported: bool  # in model-index
+    finite: bool  # computed: status ok, a finite value and no caveat
+    reported: bool  # in model-index (finite, and the benchmark has a Hub dataset id)
     reason: str  # why not in model-index ('' when it is)
 
 
@@ -64,7 +65,7 @@ class ProbeView:
     data_license: str
     requests: int | None  # model requests the probe sent in this run
     benchmark: Benchmark
-    revision: str | None  # sha256 pinning the bundled data (see benchmarks.data_revision)
+    digest: str | None  # sha256 pinning the bundled data (see benchmarks.data_digest)
     files: tuple[DataFile, ...]  # per-file sha256 when the data is several files
     metrics: tuple[MetricRow, ...]
 
@@ -127,7 +128,8 @@ class CardView:
     spreads: tuple[GroupSpread, ...]
     references: tuple[ReferenceRow, ...]
     reference_citations: tuple[str, ...]
-    skipped: tuple[MetricRow, ...]
+    skipped: tuple[MetricRow, ...]  # not in model-index, each with its reason
+    not_computed: tuple[MetricRow, ...]  # not a finite, uncaveated number
     dimensions: tuple[tuple[str, tuple[ProbeView, ...]], ...]  # dimension title -> probes
     fairness_probes: tuple[ProbeView, ...]  # probes measuring bias or toxicity towards groups
     versions: tuple[tuple[str, str], ...]
@@ -164,6 +166,7 @@ def card_view(run: Run) -> CardView:
         reference_citations=tuple(dict.fromkeys(str(r["citation"]) for r in run.references
                                                 if r.get("citation"))),
         skipped=tuple(r for r in rows if not r.reported),
+        not_computed=tuple(r for r in rows if not r.finite),
         dimensions=tuple((k, tuple(v)) for k, v in dims.items()),
         fairness_probes=tuple(p for p in probes if p.benchmark.dimension in ("fairness", "toxicity")),
         versions=tuple((str(k), str(v)) for k, v in (manifest.get("versions") or {}).items()),
@@ -187,8 +190,8 @@ def _metric_row(probe: str, title: str, m: Metric) -> MetricRow:
     ci = "—" if m.ci is None or not m.ok else f"{fmt_num(m.ci[0])} – {fmt_num(m.ci[1])}"
     return MetricRow(probe=probe, probe_title=title, name=m.name, description=m.description,
                      value=fmt_num(m.value) if m.ok else "—", ci=ci, ci_method=m.ci_method, n=m.n,
-                     unit=m.unit, direction=_direction(m), status=m.status, caveat=m.caveat, reported=reportable(m),
-                     reason=not_reported_reason(m))
+                     unit=m.unit, direction=_direction(m), status=m.status, caveat=m.caveat, finite=reportable(m),
+                     reported=in_model_index(probe, m), reason=not_reported_reason(probe, m))
 
 
 def _probe_view(run: Run, name: str) -> ProbeView:
@@ -202,7 +205,7 @@ def _probe_view(run: Run, name: str) -> ProbeView:
         name=name, title=info.title, version=str(info.version), description=info.description,
         citation=info.citation, data_license=info.data_license,
         requests=int(requests) if isinstance(requests, int) else None,
-        benchmark=benchmark(name), revision=data_revision(sha), files=files,
+        benchmark=benchmark(name), digest=data_digest(sha), files=files,
         metrics=tuple(_metric_row(name, info.title, m) for m in summary.metrics),
     )
 
@@ -257,7 +260,7 @@ def _sentence(text: Any) -> str:
 def _ci_methods(rows: list[MetricRow]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     methods: dict[str, list[str]] = {}
     for r in rows:
-        if r.reported:
+        if r.finite:
             methods.setdefault(r.ci_method or "no interval reported", []).append(f"{r.probe}/{r.name}")
     return tuple((k, tuple(v)) for k, v in methods.items())
 

@@ -68,19 +68,22 @@ def test_eval_results_list_every_ok_metric_with_its_value(make_run) -> None:
     assert card.data.model_name == "facebook/opt-125m"
 
 
-def test_dataset_identity_and_revision(make_run) -> None:
+def test_dataset_identity_and_data_pin(make_run) -> None:
     card = ModelCard(build_card(load_run(make_run()), CardInfo()))
     by_type = {r.dataset_type: r for r in card.data.eval_results}
     crows = by_type["nyu-mll/crows_pairs"]
     assert (crows.task_type, crows.dataset_name, crows.dataset_split) == ("text-generation", "CrowS-Pairs", "test")
-    assert crows.dataset_revision == CROWS_SHA  # one file: its own sha256
+    # no dataset.revision: the Hub reads it as a commit of the Hub dataset, and we bundle our own copy
+    assert all(r.dataset_revision is None for r in card.data.eval_results)
+    assert crows.dataset_args["data_sha256"] == CROWS_SHA  # one file: its own sha256
     # two files: sha256 of the `sha256sum` lines in name order
     # ("<sha>  decodingtrust_nontoxic.jsonl\n" then "<sha>  decodingtrust_toxic.jsonl\n")
     lines = "".join(f"{RTP_SHAS[n]}  {n}\n" for n in ("decodingtrust_nontoxic.jsonl", "decodingtrust_toxic.jsonl"))
     rtp = by_type["allenai/real-toxicity-prompts"]
-    assert rtp.dataset_revision == hashlib.sha256(lines.encode()).hexdigest()
-    assert crows.dataset_args == {"probe": "crows_pairs", "probe_version": "1", "suite": "quick", "seed": 0}
-    assert by_type["opt-audit/bbq"].task_type == "multiple-choice"
+    assert rtp.dataset_args["data_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    assert crows.dataset_args == {"tool": "opt-audit", "probe": "crows_pairs", "probe_version": "1", "suite": "quick",
+                                  "seed": 0, "data_sha256": CROWS_SHA}
+    assert by_type["heegyu/bbq"].task_type == "multiple-choice"
 
 
 def test_skipped_and_missing_metrics_are_in_the_body_not_the_index(make_run) -> None:
@@ -131,17 +134,21 @@ def test_references_rendered_beside_our_values(make_run) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-SECTIONS = ["## Model details", "## Intended use", "### Out-of-scope uses", "## Risks and limitations",
+SECTIONS = ["## Audit results", "### Not reported", "## Model details", "## Intended use", "### Out-of-scope uses", "## Risks and limitations",
             "## Metrics", "### Approaches to uncertainty and variability", "## Evaluation data",
             "## Training data", "## RAI dimensions", "### Fairness (bias and inclusion)",
             "### Privacy and security", "### Transparency and control", "### Efficiency (Green AI)",
-            "## Audit results", "## Citations", "## How to reproduce"]
+            "## Citations", "## How to reproduce"]
 
 
 def test_sections_in_opt_model_card_order(make_run) -> None:
     body = _split(build_card(load_run(make_run()), CardInfo()))[1]
     positions = [body.index(s + "\n") for s in SECTIONS]
     assert positions == sorted(positions)
+    # the results come right after the short intro, inside opt-audit's markers
+    intro_end = body.index("after Mitchell et al. (2019).\n\n") + len("after Mitchell et al. (2019).\n\n")
+    assert body[intro_end:].startswith("<!-- opt-audit:begin -->\n")
+    assert body.index("<!-- opt-audit:end -->\n\n## Model details\n") > body.index("## Audit results")
 
 
 def test_missing_human_facts_show_the_marker(make_run) -> None:
