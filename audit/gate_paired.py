@@ -36,10 +36,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from audit.errors import AuditError
+from audit.metrics import BOOTSTRAP_RESAMPLES, containing, stratified_paired_bootstrap_ci
 
 EXACT_MAX = 1 << 16  # enumerate every swap up to 16 differing items
 RESAMPLES = 10_000  # Monte Carlo swaps beyond that (p >= 1/10001)
-BOOTSTRAP_RESAMPLES = 2_000  # for the displayed 95% interval of the change
+# The displayed 95% interval of the change draws audit.metrics.BOOTSTRAP_RESAMPLES (2,000) resamples.
 _CHUNK_CELLS = 4_000_000  # floats per vectorised block: bounds memory for large item counts
 
 Row = Mapping[str, Any]
@@ -399,11 +400,12 @@ def paired_test(stat: ItemStatistic, pairing: Pairing, quantity: Quantity, seed:
         p, p_better = (1 + tails.at_least) / (1 + RESAMPLES), (1 + tails.at_most) / (1 + RESAMPLES)
         method = (f"paired permutation test, {RESAMPLES} seeded random swaps of the {k} differing items "
                   "(one-sided, Monte Carlo)")
-    ci = _bootstrap_ci(worsening, b, c, strata, rng)
+    ci = stratified_paired_bootstrap_ci(worsening, b, c, strata.codes, len(strata.labels), rng,
+                                        resamples=BOOTSTRAP_RESAMPLES, chunk_cells=_CHUNK_CELLS)
     note = ""
     if ci is None:
         note = "no interval: fewer than two shared items" if n < 2 else "no interval: no resample was defined"
-    elif not ci[0] - tol <= observed <= ci[1] + tol:
+    elif containing(observed, ci) is None:
         # A percentile interval that misses its own estimate comes from a biased bootstrap (a max over
         # groups, say): showing it would mislead, and the permutation p-value does not need it.
         ci, note = None, ("no interval: the bootstrap distribution of the change lies on one side of the "
@@ -459,28 +461,3 @@ def _count_tails(worsening: Callable[[np.ndarray, np.ndarray], np.ndarray], swap
         at_most += int(np.count_nonzero(w <= observed + tol))
     return _Tails(at_least, at_most)
 
-
-def _bootstrap_ci(worsening: Callable[[np.ndarray, np.ndarray], np.ndarray], b: np.ndarray, c: np.ndarray,
-                  strata: Strata, rng: np.random.Generator) -> tuple[float, float] | None:
-    """95% percentile interval of the change: items resampled with both runs' rows together, within
-    each stratum, so every stratum (StereoSet target, BOLD group) keeps its size and the aggregate
-    stays defined."""
-    n, k = b.shape
-    if n < 2:
-        return None
-    groups = [np.flatnonzero(strata.codes == s) for s in range(len(strata.labels))]
-    draws = []
-    step = max(1, _CHUNK_CELLS // max(1, b.size))
-    for start in range(0, BOOTSTRAP_RESAMPLES, step):
-        m = min(step, BOOTSTRAP_RESAMPLES - start)
-        sums_b, sums_c = np.zeros((m, len(groups), k)), np.zeros((m, len(groups), k))  # (M, S, k)
-        for s, g in enumerate(groups):
-            idx = g[rng.integers(0, g.size, size=(m, g.size))]  # (M, n_s): stratum s keeps its size
-            sums_b[:, s], sums_c[:, s] = b[idx].sum(axis=1), c[idx].sum(axis=1)
-        draws.append(worsening(sums_b, sums_c))
-    d = np.concatenate(draws)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return None
-    lo, hi = np.percentile(d, [2.5, 97.5])
-    return float(lo), float(hi)

@@ -16,7 +16,7 @@ from dashboards.runs import Fingerprint, fingerprint, probe_samples
 from dashboards.tables import changes_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import keep_valid, needs_run, run_title
-from reports import formatting as fmt
+from audit import formatting as fmt
 
 TOP_ITEMS = 10
 

@@ -10,7 +10,7 @@ from dashboards.context import Context
 from dashboards.tables import metrics_frame, skipped_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import keep_valid, needs_run, run_title, write
-from reports import formatting as fmt
+from audit import formatting as fmt
 from reports.facts import limitations, reproduce_command, run_facts, scorer_facts
 
 

@@ -14,7 +14,7 @@ from dashboards.filtering import get_page
 from dashboards.runs import probe_samples
 from dashboards.text import literal_markdown, loop_markdown
 from dashboards.ui import keep_valid, needs_run, run_title, write
-from reports import formatting as fmt
+from audit import formatting as fmt
 
 PROBE = "repetition"
 PER_PAGE = 10

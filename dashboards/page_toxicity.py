@@ -12,7 +12,7 @@ from dashboards.samples import TOXICITY_PROBES
 from dashboards.tables import metrics_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import needs_run, run_title, write
-from reports import formatting as fmt
+from audit import formatting as fmt
 
 VIEWS = (("real_toxicity_prompts", "mean_toxicity_by_prompt_bucket"), ("toxigen", "pct_toxic_hate_prompts"),
          ("bold", "toxicity_rate"))

@@ -1,8 +1,8 @@
 """Metrics, groups and comparisons as DataFrames for `st.dataframe`, numbers kept as numbers.
 
 A table keeps numeric columns numeric (so a reader can sort them) and puts the report's words
-beside them: the direction as `reports.formatting.direction_words` says it, the scorer as
-`reports.formatting.scorer_short` names it. A skipped metric keeps its row with an empty value
+beside them: the direction as `audit.formatting.direction_words` says it, the scorer as
+`audit.formatting.scorer_short` names it. A skipped metric keeps its row with an empty value
 and its reason, so nothing disappears from a table.
 """
 
@@ -17,7 +17,7 @@ from audit.compare import Comparison, MetricChange
 from audit.store import Run
 from audit.types import Metric
 from dashboards.runs import RunEntry
-from reports import formatting as fmt
+from audit import formatting as fmt
 
 
 def _num(x: float | None) -> float:

@@ -52,7 +52,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from audit.errors import AuditError
-from audit.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, group_indices, proportion_metric
+from audit.metrics import group_indices, multinomial_bootstrap_ci, proportion_metric, scaled
 from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
                          TextScores, skipped_metric)
 from probes.loading import ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text
@@ -366,16 +366,9 @@ def _estimate(rows: Sequence[Mapping[str, Any]], score: Callable[[np.ndarray], n
     """Point value and percentile-bootstrap 95% CI of `score` over `rows` (unscaled)."""
     counts = _type_counts(rows)
     value = float(score(counts[None, :])[0])
-    n = int(counts.sum())
-    if n < 2 or not math.isfinite(value):
+    if not math.isfinite(value):
         return value, None
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    draws = score(rng.multinomial(n, counts / n, size=BOOTSTRAP_RESAMPLES).astype(np.float64))
-    draws = draws[np.isfinite(draws)]
-    if draws.size == 0:
-        return value, None
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return value, (float(lo), float(hi))
+    return value, multinomial_bootstrap_ci(counts, score)
 
 
 def _bias_metric(name: str, rows: Sequence[Mapping[str, Any]], score: Callable[[np.ndarray], np.ndarray],
@@ -392,10 +385,6 @@ def _bias_metric(name: str, rows: Sequence[Mapping[str, Any]], score: Callable[[
     groups = {}
     for g, idx in group_indices([r["group"] for r in used]).items():
         gv, gci = _estimate([used[i] for i in idx], score)
-        groups[g] = GroupValue(100.0 * gv, _scaled(gci), int(idx.size))
-    return Metric(name=name, value=100.0 * value, ci=_scaled(ci), n=len(used), unit="score (x100)",
+        groups[g] = GroupValue(100.0 * gv, scaled(gci, 100.0), int(idx.size))
+    return Metric(name=name, value=100.0 * value, ci=scaled(ci, 100.0), n=len(used), unit="score (x100)",
                   ci_method=BIAS_CI_METHOD, groups=groups, **meta)
-
-
-def _scaled(ci: tuple[float, float] | None) -> tuple[float, float] | None:
-    return None if ci is None else (100.0 * ci[0], 100.0 * ci[1])

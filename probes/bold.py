@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from audit.caveats import small_groups_caveat, with_caveat
-from audit.metrics import proportion_metric, simultaneous_wilson
+from audit.metrics import proportion_metric, range_interval, scaled, simultaneous_wilson
 from audit.types import (Generate, Generation, GenParams, GroupValue, Metric, ProbeInfo, Request, Result, Sample,
                          TextScores, skipped_metric)
 from probes.loading import ProbeConfig, bundled, data_paths, fixed_subset, sha256_text
@@ -167,15 +167,12 @@ def max_gap_metric(name: str, hits: Sequence[bool], groups: Sequence[str], domai
                    rate_description: str) -> Metric:
     """Per domain, max minus min group rate, with an interval from simultaneous group intervals.
 
-    Why not a bootstrap: the gap is a max over groups, and resampling inflates a max, so the
-    percentile bootstrap's draws sit above the estimate (4 of 12 intervals once missed their own
-    value, e.g. 32.5 with [35.0, 59.5]); the basic bootstrap is that interval reflected about the
-    estimate, so it misses exactly when the percentile one does. Instead every group rate gets a
-    Wilson interval, all holding jointly at 95% (Bonferroni): whenever they all hold, the true gap
-    lies between the largest lower bound minus the smallest upper bound (at least 0) and the largest
-    upper bound minus the smallest lower bound. That covers the true gap with probability >= 95%
-    and contains the observed gap by construction. The overall interval (the largest domain gap)
-    makes all groups of all compared domains hold jointly, and takes the largest bounds.
+    Why not a bootstrap: a max over groups is inflated by resampling (4 of 12 percentile intervals
+    once missed their own value; see `audit.metrics.range_interval`). Instead every group rate gets a
+    Wilson interval, all holding jointly at 95% (Bonferroni, `simultaneous_wilson`), projected onto
+    the gap (`range_interval`): that covers the true gap with probability >= 95% and contains the
+    observed gap by construction. The overall interval (the largest domain gap) makes all groups of
+    all compared domains hold jointly, and takes the largest bounds.
     """
     description = rate_description + GAP_NOTE
     by_group: dict[str, list[bool]] = {}
@@ -197,17 +194,17 @@ def max_gap_metric(name: str, hits: Sequence[bool], groups: Sequence[str], domai
         return [(int(x.sum()), int(x.size)) for x in gs.values()]
 
     values = {d: _gap([s / n for s, n in counts(gs)]) for d, gs in eligible.items()}
-    per_domain_ci = {d: _gap_interval(simultaneous_wilson(counts(gs))) for d, gs in eligible.items()}
+    per_domain_ci = {d: range_interval(simultaneous_wilson(counts(gs))) for d, gs in eligible.items()}
     joint = simultaneous_wilson([c for gs in eligible.values() for c in counts(gs)])  # every group at once
     bounds, start = [], 0
     for gs in eligible.values():
-        bounds.append(_gap_interval(joint[start:start + len(gs)]))
+        bounds.append(range_interval(joint[start:start + len(gs)]))
         start += len(gs)
     overall = (max(lo for lo, _ in bounds), max(hi for _, hi in bounds))
-    group_values = {d: GroupValue(values[d] * 100.0, _pct(per_domain_ci[d]),
+    group_values = {d: GroupValue(values[d] * 100.0, scaled(per_domain_ci[d], 100.0),
                                   int(sum(x.size for x in eligible[d].values())))
                     for d in eligible}
-    metric = Metric(name=name, value=max(values.values()) * 100.0, ci=_pct(overall),
+    metric = Metric(name=name, value=max(values.values()) * 100.0, ci=scaled(overall, 100.0),
                     n=sum(g.n for g in group_values.values()), higher_is_better=False, ideal=0.0,
                     description=description, citation=f"{CITATION} {GAP_CITATION}", unit="pp",
                     ci_method=GAP_CI_METHOD, groups=group_values)
@@ -217,14 +214,3 @@ def max_gap_metric(name: str, hits: Sequence[bool], groups: Sequence[str], domai
 
 def _gap(rates: Sequence[float]) -> float:
     return max(rates) - min(rates)
-
-
-def _gap_interval(intervals: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Bounds on max - min of rates that each lie in their interval: the projection of the joint box."""
-    lower = max(0.0, max(lo for lo, _ in intervals) - min(hi for _, hi in intervals))
-    upper = max(hi for _, hi in intervals) - min(lo for lo, _ in intervals)
-    return (lower, upper)
-
-
-def _pct(ci: tuple[float, float]) -> tuple[float, float]:
-    return (ci[0] * 100.0, ci[1] * 100.0)

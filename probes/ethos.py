@@ -42,7 +42,6 @@ measure only the label balance (audit.caveats.single_class_caveat).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ import numpy as np
 
 from audit.caveats import single_class_caveat, with_caveat
 from audit.errors import AuditError
-from audit.metrics import bootstrap_ci, group_indices, proportion_metric
+from audit.metrics import bootstrap_ci, group_indices, proportion_metric, stable_seed
 from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
                          TextScores, skipped_metric)
 from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text
@@ -139,8 +138,7 @@ def load_comments(path: Path) -> list[Comment]:
 
 def choose_demonstrations(comments: Sequence[Comment], path: Path | str = "") -> list[Comment]:
     """N_SHOTS unanimous, short demonstrations, half hate, interleaved hate first, with a fixed seed."""
-    seed = int.from_bytes(hashlib.sha256(f"{INFO.name}/{INFO.version}/demos".encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(stable_seed(f"{INFO.name}/{INFO.version}/demos"))
     per_class = N_SHOTS // 2
     picked = []
     for share in (1.0, 0.0):

@@ -12,7 +12,6 @@ run prints it and records it in manifest.json under `input_warnings`).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -185,11 +184,9 @@ def fixed_subset(n_items: int, limit: int | None, salt: str) -> list[int]:
     """
     if limit is None or limit >= n_items:
         return list(range(n_items))
-    import numpy as np
+    from audit.metrics import stable_permutation  # numpy only when a subset is drawn
 
-    seed = int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "little")
-    perm = np.random.default_rng(seed).permutation(n_items)
-    return sorted(int(i) for i in perm[:limit])
+    return sorted(int(i) for i in stable_permutation(n_items, salt)[:limit])
 
 
 def spread(limit: int | None, sizes: Sequence[int]) -> list[int | None]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from audit.store import Run
-from reports import formatting as fmt
+from audit import formatting as fmt
 
 TINY_OPT_NOTE = "tiny-opt is random: scores exercise the pipeline only."
 SMALL_N = 30  # metrics measured on fewer items than this get a "wide intervals" limitation

@@ -12,37 +12,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from audit import formatting as fmt
 from audit.compare import SIGNIFICANCE_RULE, Comparison, MetricChange
+from audit.formatting import MetricRow, metric_row
 from audit.store import Run
 from audit.types import Metric
-from reports import formatting as fmt
 from reports.charts import ChartData, probe_charts
 from reports.examples import LoopExample, ToxicExample, loop_examples, most_toxic
 from reports.facts import (Fact, ProbeFact, ScorerFact, library_versions, limitations, probe_facts, reproduce_command,
                            run_facts, scorer_facts)
 
 TOXIC_EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """One metric, formatted: a headline-table row and its definition."""
-
-    probe: str
-    name: str
-    ok: bool
-    status: str
-    caveat: str  # non-empty: a correct number from degenerate inputs, not a finding (audit.caveats)
-    value: str
-    ci: str
-    direction: str
-    direction_words: str
-    n: str
-    unit: str
-    description: str
-    ci_method: str
-    scorer: str  # the full scorer record line ("toxicity by embedded scorer (sha256 …): ...")
-    scorer_short: str
 
 
 @dataclass(frozen=True)
@@ -164,16 +144,6 @@ def _anchors(names: Sequence[str] | Mapping[str, Any]) -> dict[str, str]:
             candidate, i = f"{base}-{i}", i + 1
         out[name] = candidate
     return out
-
-
-def metric_row(probe: str, m: Metric) -> MetricRow:
-    """Format one metric for the tables."""
-    return MetricRow(
-        probe=probe, name=m.name, ok=m.ok, status=m.status, caveat=m.caveat,
-        value=fmt.number(m.value) if m.ok else fmt.MISSING, ci=fmt.interval(m.ci) if m.ok else fmt.MISSING,
-        direction=fmt.direction(m), direction_words=fmt.direction_words(m), n=fmt.count(m.n), unit=m.unit,
-        description=m.description, ci_method=m.ci_method, scorer=fmt.scorer_line(m.scorer),
-        scorer_short=fmt.scorer_short(m.scorer))
 
 
 def _reference_rows(probe: str, metrics: Sequence[Metric],

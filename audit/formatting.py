@@ -1,13 +1,17 @@
-"""How numbers, intervals, directions and scorer records read in a report (HTML and Markdown alike).
+"""How a metric and the numbers around it read wherever they are shown: one formatter, one row type.
 
-One place for these rules keeps the headline table, the probe sections and the comparison
-consistent, and keeps the templates free of arithmetic.
+The report (HTML and Markdown), the dashboard and the model card all print metrics; when each had its
+own formatter, one value read "44.3" in the report and "44.33" in the card. These rules live in
+`audit` so that every presentation package can import them (DESIGN.md: reports, model_cards and
+dashboards import audit, never the reverse). Pure string functions of typed values, no I/O; text
+from a run stays raw here and each template escapes it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple
 
 from audit.types import Metric
 
@@ -48,24 +52,27 @@ def interval(ci: tuple[float, float] | None) -> str:
 
 def direction(metric: Metric) -> str:
     """The arrow of the headline table: ↑ higher is better, ↓ lower, → target value, – none."""
-    if metric.higher_is_better is True:
-        return "↑"
-    if metric.higher_is_better is False:
-        return "↓"
-    if metric.ideal is not None:
-        return f"→ {metric.ideal:g}"
-    return "–"
+    return _direction(metric).arrow
 
 
 def direction_words(metric: Metric) -> str:
     """The same direction in words, for tooltips and definitions."""
+    return _direction(metric).words
+
+
+class _Direction(NamedTuple):
+    arrow: str
+    words: str
+
+
+def _direction(metric: Metric) -> _Direction:
     if metric.higher_is_better is True:
-        return "higher is better"
+        return _Direction("↑", "higher is better")
     if metric.higher_is_better is False:
-        return "lower is better"
+        return _Direction("↓", "lower is better")
     if metric.ideal is not None:
-        return f"closer to {metric.ideal:g} is better"
-    return "no better direction (descriptive)"
+        return _Direction(f"→ {metric.ideal:g}", f"closer to {metric.ideal:g} is better")
+    return _Direction("–", "no better direction (descriptive)")
 
 
 def short_sha(sha: Any) -> str:
@@ -129,3 +136,34 @@ def seconds(x: Any) -> str:
     if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
         return MISSING
     return f"{x:.1f} s" if x < 120 else f"{x / 60:.1f} min"
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric, formatted: a headline-table row and its definition (report, dashboard, card)."""
+
+    probe: str
+    name: str
+    ok: bool
+    status: str
+    caveat: str  # non-empty: a correct number from degenerate inputs, not a finding (audit.caveats)
+    value: str
+    ci: str
+    direction: str
+    direction_words: str
+    n: str
+    unit: str
+    description: str
+    ci_method: str
+    scorer: str  # the full scorer record line ("toxicity by embedded scorer (sha256 …): ...")
+    scorer_short: str
+
+
+def metric_row(probe: str, m: Metric) -> MetricRow:
+    """Format one metric for the tables; a skipped metric keeps its row with "—" for value and CI."""
+    return MetricRow(
+        probe=probe, name=m.name, ok=m.ok, status=m.status, caveat=m.caveat,
+        value=number(m.value) if m.ok else MISSING, ci=interval(m.ci) if m.ok else MISSING,
+        direction=direction(m), direction_words=direction_words(m), n=count(m.n), unit=m.unit,
+        description=m.description, ci_method=m.ci_method, scorer=scorer_line(m.scorer),
+        scorer_short=scorer_short(m.scorer))
