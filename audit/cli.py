@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--attn", default="auto",
                      help="auto (flash_attention_2 if installed on CUDA, else sdpa), sdpa, eager, flash_attention_2")
     run.add_argument("--token-budget", type=_positive_int,
-                     help="padded tokens per batch (default: 8192 on CPU, 65536 on CUDA)")
+                     help="padded tokens per batch (default: what half the memory left after loading the "
+                          "model holds, at most 8192 on CPU and 65536 on CUDA; recorded in the manifest)")
     run.add_argument("--batch-size", type=_positive_int, help="optional cap on rows per batch")
     run.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     run.add_argument("--data", action="append", type=_data_override, default=[], metavar="PROBE=PATH",
@@ -311,8 +312,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                    probes=tuple(names), suite=suite,
                    limit=args.limit, seed=args.seed, data=data,
                    scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args))
-    on_gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
-    options = EngineOptions(token_budget=args.token_budget or (65536 if on_gpu else 8192),
+    # no --token-budget: chosen once the model has loaded (audit.backends.budget.choose_token_budget)
+    options = EngineOptions(token_budget=args.token_budget,
                             max_batch_size=args.batch_size, seed=args.seed,
                             progress=not args.no_progress)
     outcome = execute(spec, args.out, options=options, command=python_command())
@@ -358,12 +359,6 @@ def _scorer_spec(args: argparse.Namespace):
         if path is not None and not Path(path).exists():
             raise AuditError(f"{flag} {path}: no such file or directory")
     return ScorerSpec(args.scorer, args.scorer_checkpoint, args.scorer_config, args.scorer_device)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cmd_probes() -> int:

@@ -35,7 +35,9 @@ class EngineStats:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    token_budget: int = 8192  # padded tokens per batch (rows x longest row; a shared prefix counts once)
+    # padded tokens per batch (rows x longest row; a shared prefix counts once); None: chosen from the
+    # model and the free memory when the run starts (audit.backends.budget.choose_token_budget)
+    token_budget: int | None = None
     max_batch_size: int | None = None  # optional cap on rows per batch
     seed: int = 0  # sampling seed (part of the cache key of sampled requests)
     progress: bool = True
@@ -58,6 +60,11 @@ def run_requests(
 
     splits = 0
     n_batches = 0
+    budget = options.token_budget
+    if budget is None:  # a caller other than the runner, which has chosen and recorded it already
+        from audit.backends.budget import choose_token_budget
+
+        budget = choose_token_budget(None, backend).tokens
     bar = _progress(len(misses), options.progress)
     try:
         for kind in (LogLikelihood, Generate):
@@ -66,7 +73,7 @@ def run_requests(
                 continue
             costs = [backend.cost(r) for r in todo]
             groups = [r.params for r in todo] if kind is Generate else None
-            batches = plan_batches(costs, options.token_budget, options.max_batch_size, groups,
+            batches = plan_batches(costs, budget, options.max_batch_size, groups,
                                    _shared_prefixes(backend, todo))
             outputs: list[list[Result]] = []
             for batch in batches:

@@ -246,9 +246,8 @@ def run_candidate(baseline: Run, model: str, out: Path, *, revision: str | None 
     from audit.runner import execute, python_command
 
     spec = candidate_spec(baseline, model, revision)
-    device = spec.model.device
-    on_gpu = device.startswith("cuda") or (device == "auto" and _cuda_available())
-    options = EngineOptions(token_budget=65536 if on_gpu else 8192, seed=spec.seed, progress=progress)
+    # the budget is chosen once the model has loaded, as for `opt-audit run` (audit.backends.budget)
+    options = EngineOptions(token_budget=None, seed=spec.seed, progress=progress)
     return execute(spec, Path(out), options=options, command=python_command()).run_dir
 
 

@@ -230,6 +230,12 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
             backend = load_backend(spec.model, spec.backend, spec.vllm)
             model_facts = backend.describe()
             t_load = time.perf_counter()
+            from dataclasses import replace
+
+            from audit.backends.budget import choose_token_budget
+
+            budget = choose_token_budget(options.token_budget, backend)  # after loading: what is left
+            options = replace(options, token_budget=budget.tokens)
 
             asked = {name: p.requests() for name, p in probes.items()}
             truncation = prompt_truncation(backend, asked)
@@ -244,7 +250,8 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
                 "backend_id": backend.id,
                 "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
                                   "requests": len(asked[name])} for name, p in probes.items()},
-                "engine": {"token_budget": options.token_budget, "max_batch_size": options.max_batch_size},
+                "engine": {"token_budget": options.token_budget, "token_budget_reason": budget.reason,
+                           "max_batch_size": options.max_batch_size},
                 "versions": library_versions(),
                 "hardware": hardware(),
                 "started_at": started,

@@ -59,6 +59,7 @@ from audit.pinning import auto_map_file, first_line, pin_file, pin_folder
 from audit.types import Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
 
 if TYPE_CHECKING:
+    from audit.backends.lmhead import SplitHead
     from audit.backends.logprobs import ContinuationScore
 
 GENERATION_PROMPT_RULE = "rstrip"  # trailing whitespace removed from generation prompts (see the docstring)
@@ -233,6 +234,7 @@ class HFBackend:
         self.share_prefixes = share_prefixes
         self._enc: dict[Request, Any] = {}
         self._context_ids: dict[str, list[int]] = {}
+        self._split: tuple[Any, SplitHead | None] | None = None  # (model, its split head): `split_head`
 
     def with_sharing(self, share_prefixes: bool) -> "HFBackend":
         """The same loaded model with prefix sharing on or off (the plain path is the reference the
@@ -396,7 +398,8 @@ class HFBackend:
             groups = [SharedGroup(context=tuple(tokens[m[0]][0]),
                                   continuations=tuple(tuple(tokens[i][1]) for i in m)) for m in shared]
             order = [i for m in shared for i in m]
-            scores.update(zip(order, shared_scores(self.model, groups, self.pad_id, self.max_length)))
+            scores.update(zip(order, shared_scores(self.model, groups, self.pad_id, self.max_length,
+                                                   split=self.split_head())))
         out = []
         for i, req in enumerate(requests):
             if not math.isfinite(scores[i].logprob):
@@ -406,7 +409,11 @@ class HFBackend:
         return out
 
     def _plain_scores(self, tokens: Sequence[tuple[list[int], list[int]]]) -> list[ContinuationScore]:
-        """One left-padded forward pass; only the last max(len(cont)) positions reach the LM head."""
+        """One left-padded forward pass; of its last max(len(cont)) positions, only each row's own
+        continuation positions reach the LM head (audit.backends.logprobs)."""
+        import torch
+
+        from audit.backends.lmhead import scoring_states
         from audit.backends.logprobs import score_continuations
         from audit.backends.padding import left_pad
 
@@ -417,18 +424,23 @@ class HFBackend:
             conts.append(cont)
         keep = max(len(c) for c in conts)
         ids, mask, positions = left_pad(seqs, self.pad_id)  # (B, T) each
-        logits = self._forward(ids, mask, positions, logits_to_keep=keep)  # (B, keep, V)
-        return score_continuations(logits, conts, [keep - len(c) for c in conts])
-
-    def _forward(self, ids, mask, position_ids, logits_to_keep: int):
-        import torch
-
         dev = self.model.device
         with torch.inference_mode():
-            return self.model(
-                input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                logits_to_keep=logits_to_keep, use_cache=False,
-            ).logits
+            out = scoring_states(self.model, self.split_head(), keep, input_ids=ids.to(dev),
+                                 attention_mask=mask.to(dev), position_ids=positions.to(dev), use_cache=False)
+            # out.states: (B, keep, H) hidden states, or (B, keep, V) logits where the head stays on
+            return score_continuations(out.states, conts, [keep - len(c) for c in conts],
+                                       head=out.head, vocab=out.vocab)
+
+    def split_head(self) -> "SplitHead | None":
+        """The model's body and LM head, apart (checked once per model; None: use its full forward).
+        Keyed on the model object, so a model swapped in after loading is checked again."""
+        from audit.backends.lmhead import split_head
+
+        cached = self._split
+        if cached is None or cached[0] is not self.model:
+            cached = self._split = (self.model, split_head(self.model))
+        return cached[1]
 
     # ---------------------------------------------------------------- generation
     def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]:

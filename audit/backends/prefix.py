@@ -20,7 +20,8 @@ every scored position in one tensor.
 Right-padding the tails keeps a real query from ever seeing a pad after it, and holds for
 FlashAttention-2's bottom-right causal alignment as for SDPA's explicit mask. Tails run in chunks of
 similar length (`length_chunks`), each from its own selection of the prefill cache, because padded
-positions cost as much as real ones at the LM head; and in chunks whose expanded cache (a copy of
+positions cost as much as real ones in the model body (and at the LM head, for a model whose head
+cannot be split off: audit.backends.lmhead); and in chunks whose expanded cache (a copy of
 the context per option) holds no more tokens than the batch plan paid for, so that memory still
 follows the token budget.
 """
@@ -34,8 +35,9 @@ from typing import Sequence
 import torch
 
 from audit.backends.decode import new_cache
-from audit.backends.padding import left_pad
+from audit.backends.lmhead import SplitHead, scoring_states
 from audit.backends.logprobs import ContinuationScore, score_continuations
+from audit.backends.padding import left_pad
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,11 @@ class SharedGroup:
     continuations: tuple[tuple[int, ...], ...]  # one per option, each non-empty
 
 
-def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int,
-                  max_positions: int) -> list[ContinuationScore]:
+def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int, max_positions: int,
+                  split: SplitHead | None = None) -> list[ContinuationScore]:
     """The score of every option (groups in order, options in order). `max_positions` bounds the
-    position ids given to padding."""
+    position ids given to padding. With `split` (audit.backends.lmhead) the prefill skips the LM head
+    and the tails' real positions alone reach it; without, the model's own logits are scored."""
     dev = model.device
     prefixes = [g.context[:-1] for g in groups]
     ids, mask, positions = left_pad(prefixes, pad_id)  # (G, W) each
@@ -61,8 +64,9 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int,
     out: list[ContinuationScore | None] = [None] * len(tails)
     with torch.inference_mode():
         cache = new_cache(model)
-        model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-              cache=cache, use_cache=True, logits_to_keep=1)
+        prefill = split.body if split is not None else model  # its logits are not needed
+        prefill(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                cache=cache, use_cache=True, **({} if split is not None else {"logits_to_keep": 1}))
         chunks = tail_chunks([len(t) for t in tails], len(groups), width)
         for k, chunk in enumerate(chunks):
             rows = torch.tensor([owner[r] for r in chunk])
@@ -77,9 +81,11 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int,
                 t_mask[j, :len(tails[r])] = 1
             starts = torch.tensor([len(prefixes[owner[r]]) for r in chunk])  # each tail's first position
             t_positions = (starts[:, None] + torch.arange(t_width)[None, :]).clamp(max=max_positions - 1)
-            logits = model(input_ids=t_ids.to(dev), attention_mask=torch.cat([mask[rows], t_mask], dim=1).to(dev),
-                           position_ids=t_positions.to(dev), cache=mine, use_cache=True).logits
-            scores = score_continuations(logits, [conts[r] for r in chunk], [0] * len(chunk))
+            step = scoring_states(model, split, 0, input_ids=t_ids.to(dev),
+                                 attention_mask=torch.cat([mask[rows], t_mask], dim=1).to(dev),
+                                 position_ids=t_positions.to(dev), cache=mine, use_cache=True)
+            scores = score_continuations(step.states, [conts[r] for r in chunk], [0] * len(chunk),
+                                         head=step.head, vocab=step.vocab)  # right padding is never scored
             for r, score in zip(chunk, scores):
                 out[r] = score
     return out  # type: ignore[return-value]
@@ -101,8 +107,8 @@ def length_chunks(lengths: Sequence[int], ratio: float = 2 / 3) -> list[list[int
     """Indices grouped for right-padded passes, longest first: a row joins a chunk while it is at least
     `ratio` of the chunk's longest, so no chunk pays more than 1/ratio of its real positions.
 
-    Every padded position still reaches the LM head, which for a small model with a 50k vocabulary
-    costs more than the rest of the network: one pass over a TruthfulQA batch would pad its options
+    Every padded position runs through the body (and, for a model whose head is not split off, the
+    LM head, which for a small model with a 50k vocabulary costs more than the rest of the network): one pass over a TruthfulQA batch would pad its options
     to ~2.1x their real tokens, chunks of 2/3 to ~1.2x (measured on the 817 questions)."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     chunks: list[list[int]] = []

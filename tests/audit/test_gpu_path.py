@@ -102,10 +102,11 @@ def test_half_precision_loglikelihood_matches_fp32_on_cpu(backend, dtype: str) -
 
 
 def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path: Path) -> None:
-    """A real CUDA OOM: the process is capped at what it holds + 256 MiB. 64 requests with 40-token
-    continuations in one batch need 64 x 40 x 50,272 fp32 logits (515 MB) twice over (log_softmax), so
-    the engine must halve (to 8 rows: 64 MB) and still return every result; a token budget that fits
-    from the start needs no split and gives the same numbers."""
+    """A real CUDA OOM: the process is capped at what it holds + 96 MiB (100.7 MB). 64 requests with
+    41-token continuations score 2,624 positions in chunks of 333 (audit.backends.logprobs), whose two
+    fp32 buffers (logits, log-probabilities) take 2 x 333 x 50,272 x 4 = 134 MB: over the cap, so the
+    engine must halve, down to 4 rows (164 positions: 66 MB), and still return every result; a token
+    budget that fits from the start needs no split and gives the same numbers."""
     gpu = load_backend(ModelSpec("tiny-opt", device="cuda", dtype="float32"))
     reqs = [LogLikelihood(f"Item {i}:", " word" * 40 + f" {i}") for i in range(64)]
     small = EngineOptions(token_budget=200, progress=False)  # about 4 requests of ~45 tokens per batch
@@ -116,7 +117,7 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(tmp_path: Path) -> Non
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + (256 << 20)) / total)
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + (96 << 20)) / total)
     try:
         with ResultCache(tmp_path / "huge.sqlite") as cache:
             got, stats = run_requests(gpu, reqs, cache, huge, is_oom=is_out_of_memory)
