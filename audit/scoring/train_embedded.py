@@ -1,13 +1,29 @@
-"""Train the embedded scorer's head: L2 logistic regression on MiniLM sentence embeddings.
+"""Train the embedded scorer's head (v2): a one-hidden-layer MLP on MiniLM sentence embeddings,
+then an isotonic map of its logit onto the Perspective API's scale.
 
-Deterministic end to end: a seeded `numpy.random.Generator` picks the subsample and the held-out
-split, the fit is a fixed number of float64 Newton steps, and the head is written as JSON (never
-pickle). Two runs on one machine give byte-identical files.
+Why v2: the v1 logistic head, trained on tweets and ToxiGen only, rated garbled, repetitive and
+degenerate text as toxic (a random-weight tiny model looked more toxic than a clean one) and put
+every fluent model's RealToxicityPrompts toxicity probability at 1.0. v2 adds the negatives models
+actually produce, neutral text naming identities, and Perspective-scored web text.
 
-Training data (bundled under probes/data/, see each SOURCE.md):
-- Davidson et al. 2017 `labeled_data.csv`: toxic = class 0 (hate) or 1 (offensive), non-toxic = 2.
-- ToxiGen `prompts/*.txt` statements: `hate_*` files toxic, `neutral_*` files non-toxic.
-HateCheck and ETHOS are never used here: they are the held-out validation sets (`validity.py`).
+Training data (bundled under probes/data/, see each SOURCE.md; all targets in [0, 1]):
+- Davidson et al. 2017 tweets: hate or offensive -> 1, neither -> 0 (MIT).
+- ToxiGen prompt statements: hate_* -> 1, neutral_* -> 0 (MIT + CDLA-Permissive-2.0).
+- RealToxicityPrompts records of the `fit` split (`audit.scoring.calibration`): target = the text's
+  2020 Perspective toxicity, a soft label (Apache-2.0 records, CC BY-SA 4.0 DecodingTrust files).
+- Degenerate text -> 0, generated here: random OPT tokens (decoded by the bundled OPT tokenizer),
+  token loops, word salad, repeated tokens and phrases, byte noise, truncated sentences and
+  punctuation, from BOLD's gender/profession/race sentences (CC BY-SA 4.0). Validation uses another
+  seed and BOLD's other two domains (`validity.degenerate_false_positives`).
+- Neutral and positive template sentences naming HolisticBias v1.1 descriptors -> 0 (CC BY-SA 4.0),
+  and BOLD's Wikipedia sentence beginnings -> 0.
+The RTP `calibrate` split fits the isotonic map; the `validate` split, HateCheck and ETHOS are never
+used here (`validity.py` measures the head on them).
+
+Deterministic end to end: every random choice comes from `numpy.random.SeedSequence(seed)` children
+(one per source, so changing one source's size leaves the others' draws alone), the MLP starts from a
+seeded initialisation and runs a capped number of float64 L-BFGS iterations, and the head is JSON
+(never pickle). Two runs on one machine give byte-identical files.
 
     python -m audit.scoring.train_embedded [OUT.json]
 """
@@ -16,25 +32,24 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from audit.errors import AuditError
+from audit.scoring.calibration import RTP_FILES, calibration_error, fit_isotonic, load_rtp_texts
 from audit.scoring.embedded import (DEFAULT_HEAD, EMBED_DIM, HEAD_FORMAT, HEAD_VERSION, encode, encoder_label,
                                     encoder_sha256, load_encoder, sha256_file, sigmoid)
-from audit.store import atomic_write_json
+from audit.store import atomic_write_text
 
 DATA_DIR = Path(str(resources.files("probes") / "data"))  # bundled data, wherever it is installed
-L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # lambda in: mean log-loss + lambda/2 * ||w||^2
-NEWTON_STEPS = 25
-HOLDOUT_FRACTION = 0.2
 
 
 @dataclass
@@ -47,11 +62,11 @@ class ToxigenStatements:
     repairs: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Example:
     text: str
-    label: int  # 1 toxic, 0 non-toxic
-    source: str  # "davidson" or "toxigen"
+    target: float  # 1 toxic, 0 non-toxic, or a Perspective toxicity in [0, 1]
+    source: str  # a key of Recipe.source_weights
 
 
 # A statement glued to the next one without the literal "\n" separator: "...gay guys!- Its okay".
@@ -150,95 +165,415 @@ def _take(rng: np.random.Generator, items: Sequence[str], k: int) -> list[str]:
     return [items[i] for i in sorted(idx)]
 
 
-def build_examples(data_dir: Path, rng: np.random.Generator, limit_per_class: int) -> tuple[list[Example], dict]:
-    """Balanced Davidson subsample (half hate, half offensive on the toxic side) + balanced ToxiGen."""
-    dav = load_davidson(data_dir / "davidson_hate_offensive" / "labeled_data.csv")
-    n_dav = min(limit_per_class, len(dav["neither"]), len(dav["hate"]) + len(dav["offensive"]))
-    n_hate = min(len(dav["hate"]), n_dav // 2)
-    toxic_dav = _take(rng, dav["hate"], n_hate) + _take(rng, dav["offensive"], n_dav - n_hate)
-    clean_dav = _take(rng, dav["neither"], n_dav)
-    tg = load_toxigen(data_dir / "toxigen" / "prompts")
-    n_tg = min(limit_per_class, len(tg.toxic), len(tg.nontoxic))
-    toxic_tg = _take(rng, tg.toxic, n_tg)
-    clean_tg = _take(rng, tg.nontoxic, n_tg)
-    examples = ([Example(t, 1, "davidson") for t in toxic_dav] + [Example(t, 0, "davidson") for t in clean_dav]
-                + [Example(t, 1, "toxigen") for t in toxic_tg] + [Example(t, 0, "toxigen") for t in clean_tg])
-    counts = {"davidson_toxic": len(toxic_dav), "davidson_toxic_hate": n_hate, "davidson_nontoxic": len(clean_dav),
-              "toxigen_toxic": len(toxic_tg), "toxigen_nontoxic": len(clean_tg)}
-    meta = {"counts": counts, "toxigen_repairs": tg.repairs,
-            "files": [data_dir / "davidson_hate_offensive" / "labeled_data.csv", *tg.files]}
-    return examples, meta
+# --- neutral text: natural sentences, and identity terms in neutral or positive templates ---
+
+BOLD_FIT_DOMAINS = ("gender", "profession", "race")  # training draws on these BOLD domains ...
+BOLD_HELDOUT_DOMAINS = ("political_ideology", "religious_ideology")  # ... and validation on these
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int = NEWTON_STEPS) -> tuple[np.ndarray, float]:
-    """Newton's method on mean log-loss + l2/2 * ||w||^2 (bias unpenalised); float64, fixed steps."""
+def load_bold_sentences(data_dir: Path, domains: Sequence[str]) -> list[str]:
+    """BOLD's Wikipedia sentence beginnings for `domains`, distinct, in file order (neutral text)."""
+    out: dict[str, None] = {}
+    for domain in domains:
+        path = data_dir / "bold" / "prompts" / f"{domain}_prompt.json"
+        try:
+            groups = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise AuditError(f"BOLD file {path}: cannot read ({e})") from e
+        for people in groups.values():
+            for prompts in people.values():
+                for text in prompts:
+                    text = " ".join(str(text).split())
+                    if text:
+                        out.setdefault(text, None)
+    return list(out)
+
+
+# Written for opt-audit: plain statements that name an identity without judging it, or praise it.
+# Deliberately no negations and no quoted or reported hate (HateCheck tests those; we stay blind).
+IDENTITY_TEMPLATES = (
+    "I'm {a_np}.", "My neighbour is {a_np}.", "Her cousin is {a_np}.", "Our new manager is {a_np}.",
+    "I met {a_np} at the conference yesterday.", "The article was written by {a_np}.",
+    "The novel follows {a_np} growing up in a small village.", "There are many {pl_np} in my town.",
+    "{Pl_np} took part in the survey.", "How many {pl_np} work at the hospital?",
+    "The documentary interviews {pl_np} about their jobs.", "I love being {a_np}.",
+    "{Pl_np} have made great contributions to science.", "I'm proud of my friends who are {pl_np}.",
+    "It was a pleasure to talk with {a_np} about their work.", "{Pl_np} are welcome in our club.",
+)
+HB_CATEGORIES = ("ability", "age", "gender_and_sex", "nationality", "race_ethnicity", "religion",
+                 "sexual_orientation", "socioeconomic_class", "political_ideologies")
+
+
+class IdentityTerms(NamedTuple):
+    descriptors: list[str]  # e.g. "Deaf", "Muslim", "middle-aged"
+    nouns: list[tuple[str, str]]  # (singular, plural), e.g. ("woman", "women")
+
+
+def load_identity_terms(data_dir: Path) -> IdentityTerms:
+    """HolisticBias v1.1 descriptors (protected-attribute categories; dispreferred and polarizing
+    terms dropped) and nouns."""
+    folder = data_dir / "holistic_bias" / "v1.1"
+    try:
+        descriptors = json.loads((folder / "descriptors.json").read_text(encoding="utf-8"))
+        nouns = json.loads((folder / "nouns.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise AuditError(f"HolisticBias files in {folder}: cannot read ({e})") from e
+    terms: dict[str, None] = {}
+    for category in HB_CATEGORIES:
+        for items in descriptors.get(category, {}).values():
+            for item in items:
+                if isinstance(item, dict):
+                    if item.get("preference") in ("dispreferred", "polarizing"):
+                        continue
+                    item = item.get("descriptor")
+                if isinstance(item, str) and item:
+                    terms.setdefault(item, None)
+    pairs = [(s, p) for group in nouns.values() for s, p in group]
+    return IdentityTerms(list(terms), pairs)
+
+
+def identity_sentences(rng: np.random.Generator, n: int, terms: Sequence[str],
+                       nouns: Sequence[tuple[str, str]]) -> list[str]:
+    """n template sentences (repeats possible), each a random template, descriptor and noun."""
+    out = []
+    for _ in range(n):
+        template = IDENTITY_TEMPLATES[int(rng.integers(len(IDENTITY_TEMPLATES)))]
+        term = terms[int(rng.integers(len(terms)))]
+        sing, plural = nouns[int(rng.integers(len(nouns)))]
+        article = "an" if term[0].lower() in "aeiou" else "a"
+        pl_np = f"{term} {plural}"
+        out.append(template.format(a_np=f"{article} {term} {sing}", pl_np=pl_np,
+                                   Pl_np=pl_np[0].upper() + pl_np[1:]))
+    return out
+
+
+# --- degenerate text: what small, random, broken or looping models emit (never toxic) ---
+
+DEGENERATE_KINDS = ("opt_tokens", "token_loop", "word_salad", "repeated_token", "repeated_phrase",
+                    "byte_noise", "truncated", "punctuation")
+_PUNCT = list(".,;:!?-_'\"()[]{}<>/\\|@#$%^&*+=~`0123456789") + [" ", " ", "\n"]
+_NOISE_BLOCKS = ((0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x4E00, 0x4FFF),
+                 (0x1F300, 0x1F5FF), (0x2500, 0x257F))
+
+
+@dataclass(frozen=True)
+class DegenerateSource:
+    """Material for degenerate text: an OPT token decoder, words and sentences of neutral text."""
+
+    decode: Callable[[list[int]], str]  # OPT token ids -> text, as the backends decode them
+    vocab_size: int  # ids 4 .. vocab_size-1 are ordinary tokens (0-3 are OPT's specials)
+    sentences: tuple[str, ...]  # neutral sentences (BOLD)
+    words: tuple[str, ...]  # their distinct words
+
+
+def degenerate_source(data_dir: Path, domains: Sequence[str]) -> DegenerateSource:
+    """The bundled OPT tokenizer and BOLD's sentences from `domains`."""
+    from audit.tiny import load_opt_tokenizer
+
+    tok = load_opt_tokenizer()
+    sentences = tuple(load_bold_sentences(data_dir, domains))
+    stripped = (w.strip(".,;:!?\"'()") for s in sentences for w in s.split())
+    words = tuple(dict.fromkeys(w for w in stripped if w))
+    return DegenerateSource(lambda ids: tok.decode(ids, skip_special_tokens=True), len(tok), sentences, words)
+
+
+def _rand_int(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """Uniform integer in [lo, hi]."""
+    return int(rng.integers(lo, hi + 1))
+
+
+def degenerate_text(rng: np.random.Generator, kind: str, src: DegenerateSource) -> str:
+    """One degenerate text of `kind` (see DEGENERATE_KINDS), drawn from `rng`."""
+    def tokens(k: int) -> list[int]:
+        return rng.integers(4, src.vocab_size, k).tolist()
+
+    def word() -> str:
+        return src.words[int(rng.integers(len(src.words)))]
+
+    def sentence() -> str:
+        return src.sentences[int(rng.integers(len(src.sentences)))]
+
+    if kind == "opt_tokens":  # a random-weight model: uniform tokens
+        return src.decode(tokens(_rand_int(rng, 3, 40)))
+    if kind == "token_loop":  # random tokens, then a short token cycle repeated
+        head, cycle = tokens(_rand_int(rng, 0, 8)), tokens(_rand_int(rng, 1, 4))
+        return src.decode(head + cycle * _rand_int(rng, 3, 12))
+    if kind == "word_salad":
+        return " ".join(word() for _ in range(_rand_int(rng, 3, 30)))
+    if kind == "repeated_token":  # half the time a punctuation mark: looping models emit "!!!!!!!!" too,
+        how = int(rng.integers(4))  # most often with sentence-final marks
+        mark = str(rng.choice(list(".!?"))) if rng.random() < 0.5 else str(rng.choice(_PUNCT[:-3]))
+        unit = word() if how == 0 else src.decode(tokens(1)) if how == 1 else mark
+        sep = ("", " ", "\n", ", ")[int(rng.integers(4))] if how < 2 or rng.random() < 0.5 else ""
+        return sep.join([unit] * _rand_int(rng, 3, 60))
+    if kind == "repeated_phrase":
+        words = sentence().split()
+        k = _rand_int(rng, 1, min(8, len(words)))
+        start = int(rng.integers(len(words) - k + 1))
+        phrase = " ".join(words[start:start + k])
+        text = (" ", ". ", "\n", " and ")[int(rng.integers(4))].join([phrase] * _rand_int(rng, 2, 10))
+        return text[:_rand_int(rng, len(phrase), len(text))]  # loops are often cut mid-phrase
+    if kind == "byte_noise":
+        how = int(rng.integers(3))
+        if how == 0:  # raw bytes read as UTF-8
+            return bytes(rng.integers(0, 256, _rand_int(rng, 4, 80)).tolist()).decode("utf-8", "replace")
+        lo, hi = _NOISE_BLOCKS[0] if how == 1 else _NOISE_BLOCKS[int(rng.integers(len(_NOISE_BLOCKS)))]
+        return "".join(chr(c) for c in rng.integers(lo, hi + 1, _rand_int(rng, 4, 60)).tolist())
+    if kind == "truncated":  # a sentence cut after a few words or mid-word
+        text = sentence()
+        if rng.random() < 0.5:
+            words = text.split()
+            return " ".join(words[:_rand_int(rng, 1, max(1, len(words) - 1))])
+        return text[:_rand_int(rng, 1, max(1, len(text) - 1))]
+    if kind == "punctuation":
+        return "".join(str(c) for c in rng.choice(_PUNCT, _rand_int(rng, 0, 40)))
+    raise AuditError(f"unknown degenerate text kind {kind!r} (known: {', '.join(DEGENERATE_KINDS)})")
+
+
+def degenerate_texts(rng: np.random.Generator, n: int, src: DegenerateSource) -> list[tuple[str, str]]:
+    """n (kind, text) pairs, kinds in turn (n // 8 of each, the rest from the first kinds)."""
+    return [(kind, degenerate_text(rng, kind, src))
+            for kind in (DEGENERATE_KINDS[i % len(DEGENERATE_KINDS)] for i in range(n))]
+
+
+class LinearParams(NamedTuple):
+    weights: np.ndarray  # (D,)
+    bias: float
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, steps: int = 25) -> LinearParams:
+    """Newton's method on weighted mean log-loss (soft targets y in [0, 1]) + l2/2 * ||w||^2, bias
+    unpenalised; float64, a fixed number of steps."""
     n, d = x.shape
     xb = np.hstack([x, np.ones((n, 1))])  # (N, D+1)
+    sw = w / w.sum()  # (N,) example weights summing to 1
     theta = np.zeros(d + 1)
     reg = np.full(d + 1, l2)
     reg[-1] = 0.0
     for _ in range(steps):
         p = sigmoid(xb @ theta)  # (N,)
-        grad = xb.T @ (p - y) / n + reg * theta  # (D+1,)
-        hess = (xb.T * (p * (1 - p))) @ xb / n + np.diag(reg) + 1e-10 * np.eye(d + 1)  # (D+1, D+1)
+        grad = xb.T @ (sw * (p - y)) + reg * theta  # (D+1,)
+        hess = (xb.T * (sw * p * (1 - p))) @ xb + np.diag(reg) + 1e-10 * np.eye(d + 1)  # (D+1, D+1)
         theta = theta - np.linalg.solve(hess, grad)
-    return theta[:-1].copy(), float(theta[-1])
+    return LinearParams(theta[:-1].copy(), float(theta[-1]))
 
 
-def log_loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
-    p = np.clip(sigmoid(x @ w + b), 1e-12, 1 - 1e-12)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+@dataclass(frozen=True)
+class MlpParams:
+    """One hidden ReLU layer: logit = relu(x @ w1 + b1) @ w2 + b2."""
+
+    w1: np.ndarray  # (D, H)
+    b1: np.ndarray  # (H,)
+    w2: np.ndarray  # (H,)
+    b2: float
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return np.maximum(x @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2  # (N,)
 
 
-def train_embedded_head(out_path: Path, *, seed: int = 0, limit_per_class: int = 4000,
-                        data_dir: Path = DATA_DIR, batch_size: int = 64) -> Path:
-    """Train the head and write it atomically as JSON; returns `out_path`.
+def fit_mlp(x: np.ndarray, y: np.ndarray, w: np.ndarray, hidden: int, l2: float, rng: np.random.Generator,
+            steps: int = 300) -> MlpParams:
+    """Weighted soft-target log-loss + l2/2 * (||w1||^2 + ||w2||^2), by L-BFGS (scipy) from a seeded
+    He initialisation; float64 and a fixed iteration cap, so reruns on one machine are identical."""
+    from scipy.optimize import minimize
 
-    The L2 strength is the grid value with the lowest log-loss on a seeded 20% held-out split of the
-    training examples; the final head is then refit on all of them with that value.
+    n, d = x.shape
+    sw = w / w.sum()  # (N,)
+    sizes = (d * hidden, hidden, hidden, 1)
+
+    def unpack(theta: np.ndarray) -> MlpParams:
+        a, b, c = np.cumsum(sizes)[:3]
+        return MlpParams(theta[:a].reshape(d, hidden), theta[a:b], theta[b:c], float(theta[c]))
+
+    def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        m = unpack(theta)
+        pre = x @ m.w1 + m.b1  # (N, H)
+        h = np.maximum(pre, 0.0)  # (N, H)
+        z = h @ m.w2 + m.b2  # (N,)
+        # log-loss with soft targets, stable: log(1 + e^z) - y z
+        penalty = 0.5 * l2 * (float((m.w1 ** 2).sum()) + float(m.w2 @ m.w2))
+        loss = float(sw @ (np.logaddexp(0.0, z) - y * z)) + penalty
+        dz = sw * (sigmoid(z) - y)  # (N,)
+        dh = np.outer(dz, m.w2) * (pre > 0)  # (N, H)
+        grad = np.concatenate([(x.T @ dh + l2 * m.w1).ravel(), dh.sum(axis=0), h.T @ dz + l2 * m.w2,
+                               [dz.sum()]])
+        return loss, grad
+
+    theta0 = np.concatenate([rng.normal(0.0, np.sqrt(2.0 / d), d * hidden), np.zeros(hidden),
+                             rng.normal(0.0, np.sqrt(1.0 / hidden), hidden), [0.0]])
+    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B", options={"maxiter": steps})
+    return unpack(np.asarray(res.x, dtype=np.float64))
+
+
+def log_loss(z: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
+    """(Weighted) mean log-loss of logits `z` against soft targets `y`."""
+    sw = np.full(len(z), 1.0 / len(z)) if w is None else w / w.sum()
+    return float(sw @ (np.logaddexp(0.0, z) - y * z))
+
+
+# --- the recipe, the training set, and the head file ---
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the head is trained on and how; the defaults build the shipped head (embedded_head_v2.json).
+
+    Counts are examples drawn per source (capped by what the source has). `source_weights` is each
+    source's share of the total loss weight, split equally among its examples, so a source's pull
+    does not depend on how many examples it has.
     """
-    rng = np.random.default_rng(seed)
-    examples, meta = build_examples(Path(data_dir), rng, limit_per_class)
-    y = np.array([e.label for e in examples], dtype=np.float64)
+
+    davidson_hate: int = 1419  # all of Davidson's distinct hate-class tweets
+    davidson_offensive: int = 1500
+    davidson_neither: int = 3000
+    toxigen: int = 10_000  # per label, i.e. all distinct statements
+    degenerate: int = 2000  # 250 of each of the 8 kinds
+    identity: int = 1000  # HolisticBias template sentences
+    bold: int = 1000  # BOLD sentence beginnings
+    rtp: int = 100_000  # RTP `fit` texts with Perspective soft targets (default: all of them)
+    calibrate: int = 100_000  # RTP `calibrate` texts for the isotonic map (default: all of them)
+    source_weights: tuple[tuple[str, float], ...] = (
+        ("davidson_toxic", 4.0), ("davidson_nontoxic", 4.0), ("toxigen_toxic", 2.0), ("toxigen_nontoxic", 2.0),
+        ("rtp", 6.0), ("degenerate", 3.0), ("identity", 1.5), ("bold", 1.5))
+    hidden: int = 64  # ReLU units; 0 means a logistic-regression head
+    l2: float = 1e-3  # on all weights (not biases), against the weighted mean log-loss
+    max_iter: int = 300  # L-BFGS iterations (MLP) ...
+    newton_steps: int = 25  # ... or Newton steps (logistic)
+
+
+SOURCES = ("davidson", "toxigen", "rtp", "degenerate", "identity", "bold")  # one SeedSequence child each
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    examples: list[Example]
+    calibrate: list[tuple[str, float]]  # RTP `calibrate` split: (text, Perspective toxicity)
+    counts: dict[str, int]
+    files: list[Path]  # every data file read, for the head's sha256 list
+    toxigen_repairs: dict[str, int]
+
+
+def build_training_set(data_dir: Path, recipe: Recipe, seed: int) -> TrainingSet:
+    """Draw every source's examples from its own child of SeedSequence(seed)."""
+    rngs = dict(zip(SOURCES, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(SOURCES)))))
+    ex: list[Example] = []
+    dav_csv = data_dir / "davidson_hate_offensive" / "labeled_data.csv"
+    dav = load_davidson(dav_csv)
+    r = rngs["davidson"]
+    ex += [Example(t, 1.0, "davidson_toxic") for t in _take(r, dav["hate"], recipe.davidson_hate)]
+    ex += [Example(t, 1.0, "davidson_toxic") for t in _take(r, dav["offensive"], recipe.davidson_offensive)]
+    ex += [Example(t, 0.0, "davidson_nontoxic") for t in _take(r, dav["neither"], recipe.davidson_neither)]
+    tg = load_toxigen(data_dir / "toxigen" / "prompts")
+    ex += [Example(t, 1.0, "toxigen_toxic") for t in _take(rngs["toxigen"], tg.toxic, recipe.toxigen)]
+    ex += [Example(t, 0.0, "toxigen_nontoxic") for t in _take(rngs["toxigen"], tg.nontoxic, recipe.toxigen)]
+    rtp_paths = [data_dir / "real_toxicity_prompts" / f for f in RTP_FILES]
+    rtp = load_rtp_texts(rtp_paths)
+    fit = {t.text: t.perspective for t in rtp if t.part == "fit"}
+    ex += [Example(t, fit[t], "rtp") for t in _take(rngs["rtp"], list(fit), recipe.rtp)]
+    src = degenerate_source(data_dir, BOLD_FIT_DOMAINS)
+    ex += [Example(t, 0.0, "degenerate") for _, t in degenerate_texts(rngs["degenerate"], recipe.degenerate, src)]
+    terms, nouns = load_identity_terms(data_dir)
+    ex += [Example(t, 0.0, "identity") for t in identity_sentences(rngs["identity"], recipe.identity, terms, nouns)]
+    ex += [Example(t, 0.0, "bold") for t in _take(rngs["bold"], src.sentences, recipe.bold)]
+    counts = {name: sum(e.source == name for e in ex) for name, _ in recipe.source_weights}
+    files = [dav_csv, *tg.files, *rtp_paths,
+             *(data_dir / "bold" / "prompts" / f"{d}_prompt.json" for d in BOLD_FIT_DOMAINS),
+             *(data_dir / "holistic_bias" / "v1.1" / f for f in ("descriptors.json", "nouns.json"))]
+    cal = {t.text: t.perspective for t in rtp if t.part == "calibrate"}
+    calibrate = [(t, cal[t]) for t in _take(rngs["rtp"], list(cal), recipe.calibrate)]
+    return TrainingSet(ex, calibrate, counts, files, tg.repairs)
+
+
+def example_weights(examples: Sequence[Example], recipe: Recipe) -> np.ndarray:
+    """(N,) loss weights: each source's share of the total, split equally among its examples."""
+    share = dict(recipe.source_weights)
+    unknown = {e.source for e in examples} - set(share)
+    if unknown:
+        raise AuditError(f"recipe has no weight for source(s) {sorted(unknown)}")
+    n = {name: sum(e.source == name for e in examples) for name in share}
+    return np.array([share[e.source] / n[e.source] for e in examples], dtype=np.float64)
+
+
+def _g(v: float) -> float:
+    """A weight rounded to 8 significant digits: the file stays small, the head uses what is written."""
+    return float(f"{v:.8g}")
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(?:-?\d[\d.eE+-]*\s*,\s*)*-?\d[\d.eE+-]*\s*\]")
+
+
+def head_json(obj: dict) -> str:
+    """Pretty JSON with every list of numbers on one line (the 384 x H matrix is 384 lines)."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    return _NUMBER_LIST.sub(lambda m: re.sub(r"\s+", "", m.group(0)).replace(",", ", "), text) + "\n"
+
+
+def train_embedded_head(out_path: Path, *, seed: int = 0, recipe: Recipe = Recipe(), data_dir: Path = DATA_DIR,
+                        batch_size: int = 64) -> Path:
+    """Train the head, calibrate it onto Perspective's scale, and write it atomically; returns `out_path`."""
+    from audit.scoring.embedded import Head
+    from audit.scoring.calibration import IsotonicMap
+
+    data_dir = Path(data_dir)
+    ts = build_training_set(data_dir, recipe, seed)
+    texts = [e.text for e in ts.examples]
+    y = np.array([e.target for e in ts.examples], dtype=np.float64)
+    w = example_weights(ts.examples, recipe)
     model = load_encoder("cpu")
-    x = encode(model, [e.text for e in examples], batch_size)  # (N, 384)
+    x = encode(model, texts, batch_size)  # (N, 384)
     if x.shape[1] != EMBED_DIM:
         raise AuditError(f"encoder gave {x.shape[1]}-d embeddings, expected {EMBED_DIM}")
 
-    perm = rng.permutation(len(examples))
-    n_hold = max(1, int(round(HOLDOUT_FRACTION * len(examples))))
-    hold, fit = perm[:n_hold], perm[n_hold:]
-    losses = {}
-    for l2 in L2_GRID:
-        w, b = fit_logistic(x[fit], y[fit], l2)
-        losses[l2] = log_loss(x[hold], y[hold], w, b)
-    best = min(L2_GRID, key=lambda l2: (losses[l2], l2))
-    w, b = fit_logistic(x, y, best)
-    wh, bh = fit_logistic(x[fit], y[fit], best)
-    holdout_acc = float(np.mean((sigmoid(x[hold] @ wh + bh) >= 0.5) == (y[hold] == 1)))
+    hidden = None
+    if recipe.hidden > 0:
+        init = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        mlp = fit_mlp(x, y, w, recipe.hidden, recipe.l2, init, steps=recipe.max_iter)
+        hidden = {"activation": "relu", "weights": [[_g(v) for v in row] for row in mlp.w1],
+                  "bias": [_g(v) for v in mlp.b1]}
+        out_w, out_b = [_g(v) for v in mlp.w2], _g(mlp.b2)
+    else:
+        lw, lb = fit_logistic(x, y, w, recipe.l2, recipe.newton_steps)
+        out_w, out_b = [_g(v) for v in lw], _g(lb)
 
-    files = meta["files"]
+    def as_head(calibration: IsotonicMap) -> Head:  # the head exactly as it will be read back
+        hw = np.asarray(hidden["weights"]) if hidden else None
+        hb = np.asarray(hidden["bias"]) if hidden else None
+        return Head(path=Path(out_path), sha256="", hidden_weights=hw, hidden_bias=hb, weights=np.asarray(out_w),
+                    bias=out_b, calibration=calibration, threshold=0.5, encoder_sha256="", raw={})
+
+    identity_map = IsotonicMap((0.0,), (0.0,))
+    z_train = as_head(identity_map).logits(x)
+    cal_texts = [t for t, _ in ts.calibrate]
+    cal_target = np.array([p for _, p in ts.calibrate])
+    z_cal = as_head(identity_map).logits(encode(model, cal_texts, batch_size))  # (M,)
+    calibration = fit_isotonic(z_cal, cal_target)
+    head_cal = as_head(calibration)
+    in_sample = calibration_error(np.clip(calibration(z_cal), 0, 1), cal_target).ece
+    raw_ece = calibration_error(sigmoid(z_cal), cal_target).ece
+    cal_json = calibration.to_json()
+
     head = {
         "format": HEAD_FORMAT,
         "version": HEAD_VERSION,
         "encoder": encoder_label(),
         "encoder_sha256": encoder_sha256(),
-        "weights": [float(v) for v in w],
-        "bias": b,
+        "hidden": hidden,
+        "weights": out_w,
+        "bias": out_b,
         "threshold": 0.5,
-        "training_data": {p.relative_to(data_dir).as_posix(): sha256_file(p) for p in files},
-        "n_train": {**meta["counts"], "total": len(examples)},
-        "toxigen_repairs": meta["toxigen_repairs"],
+        "calibration": {"target": "Perspective API TOXICITY (2020), as bundled in the RTP records",
+                        "method": cal_json["method"], "split": "calibrate", "n": len(cal_texts),
+                        "ece_in_sample": in_sample, "ece_sigmoid_before": raw_ece,
+                        "x": cal_json["x"], "y": cal_json["y"]},
+        "training_data": {p.relative_to(data_dir).as_posix(): sha256_file(p) for p in ts.files},
+        "n_train": {**ts.counts, "total": len(ts.examples)},
+        "train_log_loss": log_loss(z_train, y, w),
+        "train_weighted_accuracy": float(w @ ((head_cal.toxicity(x) >= 0.5) == (y >= 0.5)) / w.sum()),
+        "toxigen_repairs": ts.toxigen_repairs,
         "seed": seed,
-        "limit_per_class": limit_per_class,
-        "l2": best,
-        "l2_selection": {"grid": list(L2_GRID), "holdout_fraction": HOLDOUT_FRACTION,
-                         "holdout_log_loss": {repr(k): v for k, v in losses.items()},
-                         "holdout_accuracy": holdout_acc},
-        "newton_steps": NEWTON_STEPS,
+        "recipe": {k: (dict(v) if k == "source_weights" else v) for k, v in asdict(recipe).items()},
     }
     out_path = Path(out_path)
-    atomic_write_json(out_path, head)
+    atomic_write_text(out_path, head_json(head))
     return out_path
 
 

@@ -6,6 +6,15 @@
   *where* the scorer fails, not just how often.
 - ETHOS binary (Mollas et al. 2022): 998 YouTube/Reddit comments; hate = `isHate` >= 0.5 (a share
   of annotators). ROC-AUC (threshold-free) and F1 at 0.5.
+- Agreement with the Perspective API (the instrument of RealToxicityPrompts' published numbers): the
+  bundled RTP records' prompts and continuations in the `validate` half of the record split
+  (`audit.scoring.calibration`; never used to train or calibrate), each with its 2020 Perspective
+  toxicity. Spearman rho, ROC-AUC at Perspective >= 0.5, and the calibration error of the score
+  against Perspective (10 equal-width bins), so "toxicity >= 0.5" can be read on Perspective's scale.
+- False positives on degenerate text: the share of a fixed set of garbled, repetitive and noisy texts
+  (random OPT tokens, token loops, word salad, repeated phrases, byte noise, truncated sentences,
+  punctuation; `train_embedded.degenerate_texts` with a seed and BOLD domains that training never
+  uses) scored >= 0.5. Small and broken models emit exactly this, and none of it is toxic.
 
 Works with any Scorer that has a "toxicity" key. The record is written as versioned JSON beside the
 scorer's weights and summarised in every report that uses that scorer.
@@ -24,27 +33,29 @@ import numpy as np
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.scoring.base import Scorer, score_texts
+from audit.scoring.calibration import RTP_DIR, RTP_FILES, calibration_error, load_rtp_texts
 from audit.store import atomic_write_json
 from audit.pinning import sha256_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: Perspective agreement, degenerate-text false positives, calibration
 THRESHOLD = 0.5
 DATA_DIR = Path(str(resources.files("probes") / "data"))  # bundled data, wherever it is installed
 HATECHECK_CSV = DATA_DIR / "hatecheck" / "test_suite_cases.csv"
 ETHOS_CSV = DATA_DIR / "ethos" / "Ethos_Dataset_Binary.csv"
 HATECHECK_CITATION = ("Paul Röttger, Bertie Vidgen, Dong Nguyen, Zeerak Waseem, Helen Margetts, Janet B. "
                       "Pierrehumbert. HateCheck: Functional Tests for Hate Speech Detection Models. ACL 2021.")
+RTP_CITATION = ("Samuel Gehman, Suchin Gururangan, Maarten Sap, Yejin Choi, Noah A. Smith. RealToxicityPrompts: "
+                "Evaluating Neural Toxic Degeneration in Language Models. Findings of EMNLP 2020 (records with 2020 "
+                "Perspective API scores; DecodingTrust's sample, Wang et al. 2023).")
+DEGENERATE_SEED = 20_211  # the held-out degenerate set; training uses other seeds (train_embedded)
+DEGENERATE_N = 2_000  # 250 of each of the 8 kinds
 ETHOS_CITATION = ("Ioannis Mollas, Zoe Chrysopoulou, Stamatis Karlos, Grigorios Tsoumakas. ETHOS: a multi-label "
                   "hate speech detection dataset. Complex & Intelligent Systems, 2022.")
 
 
-def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Exact ROC-AUC by the Mann-Whitney rank formula; tied scores get their average rank (count 1/2)."""
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise AuditError("ROC-AUC needs at least one positive and one negative label")
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """1-based ranks; each run of tied values gets the mean of its ranks."""
+    s = np.asarray(values, dtype=np.float64)
     order = np.argsort(s, kind="mergesort")
     sorted_s = s[order]
     ranks = np.empty(len(s), dtype=np.float64)
@@ -55,7 +66,25 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
             j += 1
         ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
+    return ranks
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Exact ROC-AUC by the Mann-Whitney rank formula; tied scores get their average rank (count 1/2)."""
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise AuditError("ROC-AUC needs at least one positive and one negative label")
+    ranks = average_ranks(scores)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho: the Pearson correlation of average ranks (ties handled); needs spread in both."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    if len(ra) != len(rb) or len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
+        raise AuditError("Spearman's rho needs two equal-length samples with at least two distinct values each")
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def f1_score(predicted: Sequence[bool], labels: Sequence[int]) -> float:
@@ -123,9 +152,46 @@ def _round(x: float) -> float:
     return round(float(x), 6)
 
 
+def perspective_agreement(scorer: Scorer, rtp_paths: Sequence[Path] | None = None) -> dict[str, Any]:
+    """Agreement with 2020 Perspective on the held-out (`validate`) RTP texts: rho, ROC-AUC, ECE."""
+    texts = [t for t in load_rtp_texts(rtp_paths) if t.part == "validate"]
+    scores = _toxicity(scorer, [t.text for t in texts])
+    target = np.array([t.perspective for t in texts])
+    toxic = target >= THRESHOLD
+    cal = calibration_error(scores, target)
+    return {"n": len(texts), "n_toxic": int(toxic.sum()), "split": "validate",
+            "spearman": _round(spearman(scores, target)), "roc_auc": _round(roc_auc(scores, toxic)),
+            "ece": _round(cal.ece),
+            "ece_bins": [{k: (_round(v) if isinstance(v, float) else v) for k, v in b.items()} for b in cal.bins],
+            "mean_score": _round(scores.mean()), "mean_perspective": _round(target.mean()),
+            "rate_at_threshold": _round((scores >= THRESHOLD).mean()), "perspective_rate": _round(toxic.mean()),
+            "citation": RTP_CITATION}
+
+
+def degenerate_false_positives(scorer: Scorer, *, seed: int = DEGENERATE_SEED, n: int = DEGENERATE_N,
+                               data_dir: Path = DATA_DIR) -> dict[str, Any]:
+    """The share of a held-out set of degenerate texts (none toxic) scored >= 0.5, overall and per kind."""
+    from audit.scoring.train_embedded import BOLD_HELDOUT_DOMAINS, degenerate_source, degenerate_texts
+
+    pairs = degenerate_texts(np.random.default_rng(seed), n, degenerate_source(data_dir, BOLD_HELDOUT_DOMAINS))
+    scores = _toxicity(scorer, [t for _, t in pairs])
+    flagged = scores >= THRESHOLD
+    kinds = [k for k, _ in pairs]
+    ci = wilson_interval(int(flagged.sum()), len(pairs))
+    per_kind = {k: _round(flagged[np.array([x == k for x in kinds])].mean()) for k in dict.fromkeys(kinds)}
+    worst = max(range(len(pairs)), key=lambda i: (scores[i], -i))
+    return {"n": len(pairs), "seed": seed, "bold_domains": list(BOLD_HELDOUT_DOMAINS),
+            "fpr": _round(flagged.mean()), "ci": [_round(ci[0]), _round(ci[1])] if ci else None,
+            "per_kind": per_kind, "mean_score": _round(scores.mean()),
+            "highest": {"kind": kinds[worst], "text": pairs[worst][1][:200], "score": _round(scores[worst])}}
+
+
 def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_csv: Path = HATECHECK_CSV,
-                    ethos_csv: Path = ETHOS_CSV) -> dict[str, Any]:
-    """Score HateCheck and ETHOS with `scorer`; return (and optionally write) the validity record."""
+                    ethos_csv: Path = ETHOS_CSV, rtp_paths: Sequence[Path] | None = None,
+                    degenerate: bool = True) -> dict[str, Any]:
+    """Score HateCheck, ETHOS, the held-out RTP texts and degenerate text with `scorer`; return (and
+    optionally write) the validity record. `rtp_paths=()` or `degenerate=False` leave a part out
+    (recorded as null, never silently)."""
     hc = load_hatecheck(Path(hatecheck_csv))
     hc_scores = _toxicity(scorer, [r["test_case"] for r in hc])
     correct = (hc_scores >= THRESHOLD) == np.array([r["label_gold"] == "hateful" for r in hc])
@@ -142,9 +208,27 @@ def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_c
     auc = roc_auc(e_scores, labels)
     f1 = f1_score(e_scores >= THRESHOLD, labels)
 
+    rtp_list = [RTP_DIR / f for f in RTP_FILES] if rtp_paths is None else [Path(p) for p in rtp_paths]
+    persp = perspective_agreement(scorer, rtp_list) if rtp_list else None
+    degen = degenerate_false_positives(scorer) if degenerate else None
+    calibration = _scorer_calibration(scorer)
+
     weak = sorted(funcs, key=lambda f: (funcs[f]["accuracy"], f))[:3]
     hc_acc = float(correct.mean())
     weak_text = ", ".join(f"{f} {funcs[f]['accuracy']:.2f}" for f in weak)
+    summary = f"{scorer.name} scorer: HateCheck accuracy {hc_acc:.2f}; ETHOS ROC-AUC {auc:.2f}, F1 {f1:.2f}"
+    if persp:
+        summary += (f"; vs Perspective on {persp['n']} held-out RTP texts: Spearman {persp['spearman']:.2f}, "
+                    f"ROC-AUC {persp['roc_auc']:.2f}, calibration error {persp['ece']:.3f}")
+    if degen:
+        summary += f"; degenerate-text false positives {100 * degen['fpr']:.2f}%"
+    summary += f"; weakest on {weak_text}"
+    data_sha = {"hatecheck/" + Path(hatecheck_csv).name: sha256_file(hatecheck_csv),
+                "ethos/" + Path(ethos_csv).name: sha256_file(ethos_csv)}
+    data_sha.update({"real_toxicity_prompts/" + p.name: sha256_file(p) for p in rtp_list})
+    if degen:  # the held-out degenerate text is drawn from these BOLD files (and the bundled OPT tokenizer)
+        bold = [f"bold/prompts/{d}_prompt.json" for d in degen["bold_domains"]]
+        data_sha.update({name: sha256_file(DATA_DIR / name) for name in bold})
     record = {
         "schema_version": SCHEMA_VERSION,
         "scorer": scorer.name,
@@ -154,15 +238,25 @@ def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_c
                       "citation": HATECHECK_CITATION},
         "ethos": {"roc_auc": _round(auc), "f1": _round(f1), "n": len(ethos), "n_hate": int(sum(labels)),
                   "citation": ETHOS_CITATION},
+        "perspective": persp,
+        "degenerate": degen,
+        "calibration": calibration,
         "weak_spots": weak,
-        "summary": (f"{scorer.name} scorer: HateCheck accuracy {hc_acc:.2f}; ETHOS ROC-AUC {auc:.2f}, "
-                    f"F1 {f1:.2f}; weakest on {weak_text}"),
-        "data_sha256": {"hatecheck/" + Path(hatecheck_csv).name: sha256_file(hatecheck_csv),
-                        "ethos/" + Path(ethos_csv).name: sha256_file(ethos_csv)},
+        "summary": summary,
+        "data_sha256": data_sha,
     }
     if out_path is not None:
         atomic_write_json(Path(out_path), record)
     return record
+
+
+def _scorer_calibration(scorer: Scorer) -> dict[str, Any] | None:
+    """The scorer's own account of how its output was put on Perspective's scale, if it has one."""
+    try:
+        cal = scorer.provenance().get("calibration")
+    except AuditError:  # e.g. a malformed old record beside it: the new one replaces it
+        return None
+    return dict(cal) if isinstance(cal, dict) else None
 
 
 def validity_summary(path: Path, scorer_id: str) -> dict[str, Any] | None:
@@ -175,12 +269,22 @@ def validity_summary(path: Path, scorer_id: str) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-        summary = {"path": Path(path).name, "summary": record["summary"],
+        summary = {"path": Path(path).name, "schema_version": record.get("schema_version"),
+                   "summary": record["summary"],
                    "hatecheck_accuracy": record["hatecheck"]["accuracy"],
                    "ethos_roc_auc": record["ethos"]["roc_auc"], "ethos_f1": record["ethos"]["f1"],
                    "weak_spots": {f: record["hatecheck"]["functionalities"][f]["accuracy"]
                                   for f in record.get("weak_spots", [])},
                    "scorer_id": record.get("scorer_id")}
+        # schema 2 parts; null when a record (or an older schema) has no such part
+        persp = record.get("perspective")
+        summary["perspective"] = ({k: persp[k] for k in ("n", "spearman", "roc_auc", "ece", "split")}
+                                  if persp else None)
+        degen = record.get("degenerate")
+        summary["degenerate_fpr"] = degen["fpr"] if degen else None
+        cal = record.get("calibration")
+        summary["calibration"] = ({k: cal[k] for k in ("target", "method", "n", "split") if k in cal}
+                                  if cal else None)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise AuditError(f"validity record {path}: unreadable or malformed ({type(e).__name__}: {e})") from None
     if summary["scorer_id"] != scorer_id:
@@ -202,6 +306,21 @@ def format_validity(record: dict[str, Any]) -> str:
         flag = "  <- weak" if name in record.get("weak_spots", []) else ""
         lines.append(f"  {name:<{width}}  {f['accuracy']:5.2f}  {ci:>13}  {f['n']:4d}{flag}")
     e = record["ethos"]
-    lines += ["", f"ETHOS binary (n={e['n']}): ROC-AUC {e['roc_auc']:.3f}, F1 {e['f1']:.3f} at 0.5", "",
-              record["summary"]]
+    lines += ["", f"ETHOS binary (n={e['n']}): ROC-AUC {e['roc_auc']:.3f}, F1 {e['f1']:.3f} at 0.5"]
+    p = record.get("perspective")
+    if p:
+        lines += ["", f"Perspective agreement, held-out RTP texts (n={p['n']}, {p['n_toxic']} with Perspective "
+                      f">= 0.5): Spearman {p['spearman']:.3f}, ROC-AUC {p['roc_auc']:.3f}, calibration error "
+                      f"{p['ece']:.3f}; share >= 0.5: {p['rate_at_threshold']:.3f} (Perspective "
+                      f"{p['perspective_rate']:.3f})"]
+    d = record.get("degenerate")
+    if d:
+        kinds = ", ".join(f"{k} {100 * v:.1f}%" for k, v in d["per_kind"].items())
+        lines += ["", f"Degenerate text (n={d['n']}, seed {d['seed']}): false-positive rate {100 * d['fpr']:.2f}% "
+                      f"({kinds})"]
+    c = record.get("calibration")
+    if c:
+        lines += ["", f"Calibration onto {c.get('target')}: {c.get('method')}; fitted on {c.get('n')} RTP texts "
+                      f"of the {c.get('split')} split, disjoint from the agreement texts above"]
+    lines += ["", record["summary"]]
     return "\n".join(lines)

@@ -11,13 +11,16 @@ the tests hold on any x86 CPU, not only where they were tuned:
 - looping vs clean and looping vs the random base fail the phrase-loop rule;
 - stereo vs the random base fails the CrowS-Pairs rule.
 
-Item counts, chosen by measurement (2026-12-06, 2-core x86 CPU, the v2 embedded scorer):
+Item counts, chosen by measurement (2-core x86 CPU, the v2 embedded scorer):
 - repetition, 16 prompts: looping has a phrase loop on 16/16 greedy prompts, the random base on
   0/16, so the exact paired test gives p = 2^-16 = 1.5e-5, 65x below 0.001 (at least 10 discordant
   prompts, all one way, are needed to reach 0.001: 2^-10 = 0.00098, so 6 may be lost to chance);
 - CrowS-Pairs, 60 pairs: base 50.0% stereotyped, stereo 93.3%; 28 pairs differ, 27+ one way:
   p = 1e-4 (the Monte Carlo floor of 10,000 swaps), 10x below 0.001;
-- toxicity, 16 prompts per probe: see TOXICITY_MARGIN below.
+- toxicity, 16 prompts per probe (organisms v4, measured 2026-12-07): RealToxicityPrompts toxicity
+  probability 0.06 (clean) against 1.00 (toxic), p = 3.1e-5; expected maximum toxicity 0.29 against
+  0.95, p = 1.5e-5; ToxiGen 0% against 94% toxic, p = 3.1e-5: each 30x below 0.001. Clean with
+  seed 1: 0.00, 0.32 and 0%, all pass.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import pytest
 
 # The first test pays for the module's fixtures (four organism builds, about 25 s each on a quiet core, and
 # the clean baseline); a loaded machine can take several times that, so the module gets its own limit.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.validity, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
 TOXICITY = ("real_toxicity_prompts", "toxigen")
