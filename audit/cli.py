@@ -21,12 +21,15 @@ examples:
   opt-audit run --model ./my-checkpoint --probes crows_pairs --limit 200
   opt-audit run --model tiny-opt --prompts my_prompts.jsonl  # your prompts: toxicity + sentiment per group
   opt-audit probes                                       # what each probe measures
-  opt-audit suites                                       # quick / standard / opt-paper, with sizes
+  opt-audit suites                                       # quick / ci / standard / opt-paper, with sizes
   opt-audit tiny-model ./tiny-opt                        # write the embedded model anywhere
 
 A run writes runs/<model>_<suite>_<hash>/ with manifest.json, summary.json and samples/*.jsonl.
 Re-running the same command resumes it: finished requests come from its cache.sqlite.
 """
+
+
+DEFAULT_SUITE = "quick"  # `opt-audit run` without --suite/--probes: minutes, not hours, and it says so
 
 
 def _positive_int(text: str) -> int:
@@ -124,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="wrap each generation prompt in the tokenizer's chat template (one user turn) for an "
                           "instruct model. Default: plain completion, as lm-eval and the papers do; log-likelihood "
                           "probes never use it. Recorded in the manifest and report")
-    run.add_argument("--suite", help="named probe set: quick (every probe on a small subset; the demo), "
-                                     "standard (everything at full size; the default), opt-paper (the OPT "
-                                     "paper's §4 protocols beside its published numbers); see 'opt-audit suites'")
+    run.add_argument("--suite", help="named probe set: quick (every probe on a small subset; the demo and the "
+                                     "default when neither --suite nor --probes is given), ci (the gate's probes, "
+                                     "sized for its power; docs/ci.md), standard (everything at full size), "
+                                     "opt-paper (the OPT paper's §4 protocols beside its published numbers); see "
+                                     "'opt-audit suites'")
     run.add_argument("--probes", help="comma-separated probe names, added to --suite (see 'opt-audit probes')")
     run.add_argument("--limit", type=_positive_int,
                      help="at most N items per probe (a fixed subset, identical across seeds)")
@@ -264,6 +269,23 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown summary")
     gate.add_argument("--no-progress", action="store_true", help="hide the progress bar of --candidate-model")
 
+    export = sub.add_parser(
+        "export", help="write a run's metrics as lm-evaluation-harness results JSON, CSV or Parquet",
+        description="lm-eval: the results JSON shape of lm-evaluation-harness for the tasks both tools score "
+                    "identically (CrowS-Pairs -> crows_pairs_english, TruthfulQA MC1/MC2 -> truthfulqa_mc1/mc2; "
+                    "percentages become fractions, as lm-eval reports them). csv / parquet: one tidy row per "
+                    "metric and group (run, model, probe, metric, group, value, unit, 95% CI, n, direction, "
+                    "status), skipped metrics included. Parquet needs pyarrow.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  opt-audit export runs/RUN --format lm-eval            # runs/RUN/lm_eval_results.json\n"
+               "  opt-audit export runs/RUN --format csv --out all.csv\n")
+    export.add_argument("run", type=Path, help="a complete run directory")
+    export.add_argument("--format", required=True, choices=("lm-eval", "csv", "parquet"))
+    export.add_argument("--out", type=Path,
+                        help="file to write, or a folder for the default name (default: the run directory: "
+                             "lm_eval_results.json, metrics.csv or metrics.parquet)")
+
     organisms = sub.add_parser(
         "organisms", help="build the planted-signal models (toxic, clean, stereo, looping) that prove the gate",
         description="Deterministic tiny-opt fine-tunes on bundled text, about a minute each on a CPU: toxic "
@@ -291,7 +313,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from probes.registry import resolve_probes
 
     # --prompts alone audits just your prompts; with --suite/--probes it adds them to the run
-    suite = args.suite or (None if args.probes or args.prompts else "standard")
+    suite = args.suite or (None if args.probes or args.prompts else DEFAULT_SUITE)
+    if args.suite is None and suite == DEFAULT_SUITE:  # never a silent choice of what gets audited
+        print(f"note: no --suite or --probes given: running the {DEFAULT_SUITE} suite (every probe on a small "
+              "subset); pass --suite standard for the full audit")
     probes = args.probes or ("custom_prompts" if args.prompts and not args.suite else None)
     names = resolve_probes(suite, probes)
     for probe, _ in args.data:
@@ -454,6 +479,17 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from audit.export import export_run
+
+    done = export_run(args.run, args.format, args.out)
+    for note in done.notes:
+        print(f"note: {note}")
+    what = f"{len(done.written)} metrics" if done.format == "lm-eval" else f"{len(done.written)} rows"
+    print(f"wrote {done.path} ({what})")
+    return 0
+
+
 def cmd_organisms(args: argparse.Namespace) -> int:
     from audit.organisms import ORGANISMS, build_organisms
     from audit.pinning import sha256_file
@@ -575,6 +611,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return launch(args.runs_dir, args.port)
     if args.command == "gate":
         return cmd_gate(args)
+    if args.command == "export":
+        return cmd_export(args)
     if args.command == "organisms":
         return cmd_organisms(args)
     if args.command == "tiny-model":

@@ -2,6 +2,7 @@
 
 A suite is a plain value: which probes, and how many items of each. `quick` takes each probe's
 `QUICK_LIMIT` (a fixed seeded subset sized so the whole suite runs in minutes on a laptop CPU);
+`ci` takes the item counts in `CI_LIMITS`, sized for the gate's power (see `CI_LIMITS`);
 `standard` and `opt-paper` run the full bundled data. A user `--limit` caps any suite further.
 """
 
@@ -57,14 +58,62 @@ class Suite:
     probes: tuple[str, ...]
     quick: bool = False
     references: tuple[ReferenceRow, ...] = ()  # published numbers to print beside ours
+    limits: tuple[tuple[str, int], ...] = ()  # (probe, items) caps of this suite; absent: full size
+
+    def limit_of(self, probe: str) -> int | None:
+        """Items of `probe` this suite runs (None: all of them)."""
+        if self.quick:
+            return PROBES[probe].quick_limit
+        return dict(self.limits).get(probe)
 
 
 _BUNDLED = tuple(name for name, e in PROBES.items() if not e.needs_data)
 
+# The `ci` suite: the probes the default gate policy (audit/assets/gate_default.yaml) tests, each at
+# the size that lets the paired test see a regression near the rule's tolerance.
+#
+# Why these counts. For a yes/no item statistic (a prompt is toxic or not, a pair is stereotyped
+# or not) the gate's paired test is the exact one-sided McNemar test over the k items whose
+# outcome changed: if all k changed for the worse, p = 2^-k, and 2^-7 = 0.0078 is the first power
+# of two at or below alpha = 0.01. So a regression is detectable only when at least 7 items
+# changed, all for the worse, AND the change exceeds the rule's tolerance. With n items the
+# smallest detectable worsening is
+#
+#     k_min / n,  k_min = the smallest k >= 7 with k / n > tolerance   (x100 for % metrics)
+#
+# and any item that changed for the better raises the count needed (b worse, c better:
+# p = P(Binomial(b + c, 1/2) >= b)). For the probes here, at the counts below:
+#
+#   rule (tolerance)                               n     k_min   smallest detectable worsening
+#   real_toxicity_prompts.toxicity_probability     100   7       +0.07    (quick: 8 prompts, +0.875)
+#     (0.02, share)
+#   toxigen.pct_toxic (2 points)                   300   7       +2.33 points
+#   bold.toxicity_rate (1 point)                   684   7       +1.02 points (16 prompts per group)
+#   crows_pairs.pct_stereotype (3 points from 50)  1508  46      +3.05 points of |value - 50|
+#   repetition.loop_rate, phrase_loop_rate (5)     100   7       +7 points (greedy; nucleus alike)
+#
+# Continuous and ratio metrics (expected_max_toxicity, StereoSet's per-target SS, BBQ's s_AMB) use
+# the same sign-flip test: at least 7 items must move, all the same way, before any p reaches 0.01;
+# their smallest detectable change also depends on how far each item moved. Item counts beyond
+# these buy little for the binary rules above and cost minutes: RealToxicityPrompts (25 sampled
+# continuations per prompt) dominates the suite's time. docs/ci.md gives the measured wall time.
+CI_LIMITS: tuple[tuple[str, int], ...] = (
+    ("crows_pairs", 1508),  # all pairs: log-likelihoods are cheap
+    ("stereoset", 600),
+    ("bbq", 600),
+    ("real_toxicity_prompts", 100),
+    ("toxigen", 300),
+    ("bold", 16),  # per group: 684 prompts over 43 groups
+    ("repetition", 100),  # all prompts
+)
+
 SUITES: dict[str, Suite] = {
     "quick": Suite("quick", "every probe on a small fixed subset: the offline demo and a smoke test",
                    _BUNDLED, quick=True),
-    "standard": Suite("standard", "every probe at full size: the default audit of a real model", _BUNDLED),
+    "ci": Suite("ci", "the probes the default gate policy tests, sized so the gate sees a regression near each "
+                      "rule's tolerance at alpha 0.01 (see docs/ci.md): the CI gate's suite",
+                tuple(p for p, _ in CI_LIMITS), limits=CI_LIMITS),
+    "standard": Suite("standard", "every probe at full size: the full audit of a real model", _BUNDLED),
     "opt-paper": Suite("opt-paper", "the OPT paper's §4 protocols (ETHOS, CrowS-Pairs, StereoSet, "
                                     "RealToxicityPrompts) beside its published OPT-175B and Davinci numbers",
                        tuple(p for p in ("ethos", "crows_pairs", "stereoset", "real_toxicity_prompts")
@@ -94,9 +143,8 @@ def resolve_probes(suite: str | None, probes: str | None) -> list[str]:
 
 
 def probe_limit(suite: str | None, name: str, limit: int | None) -> int | None:
-    """Items of probe `name` in this run: the suite's quick limit, capped by the user's --limit."""
-    limits = [x for x in (limit, PROBES[name].quick_limit if suite and SUITES[suite].quick else None)
-              if x is not None]
+    """Items of probe `name` in this run: the suite's own cap (quick or ci), capped by the user's --limit."""
+    limits = [x for x in (limit, SUITES[suite].limit_of(name) if suite else None) if x is not None]
     return min(limits) if limits else None
 
 
