@@ -8,11 +8,14 @@ from, even when Streamlit would not find that file. The folder reaches the app a
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 from audit.errors import AuditError
 from dashboards.location import RUNS_ENV
@@ -62,20 +65,55 @@ def check_args(runs_dir: Path, port: int | None) -> None:
 
 
 def launch(runs_dir: Path, port: int | None = None) -> int:
-    """Serve the dashboard until it is stopped (Ctrl+C); returns Streamlit's exit code."""
+    """Serve the dashboard until it is stopped (Ctrl+C, SIGTERM or SIGHUP: each also stops Streamlit);
+    returns Streamlit's exit code, or 128 + the signal."""
     check_args(runs_dir, port)
     cmd = streamlit_command(runs_dir, port)
     env = dict(os.environ, **{RUNS_ENV: str(Path(runs_dir).resolve())})
     where = f"http://localhost:{port}" if port is not None else "localhost (Streamlit prints the address)"
     print(f"opt-audit dashboard: {Path(runs_dir).resolve()} on {where}; localhost only; Ctrl+C stops it",
           flush=True)
-    proc = subprocess.Popen(cmd, cwd=str(app_path().parent), env=env)
+    proc = subprocess.Popen(cmd, cwd=str(app_path().parent), env=env, preexec_fn=_die_with_parent)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_child(proc)
         return 130
+    except _Stopped as e:  # `kill PID` of the launcher must not leave Streamlit serving the port
+        stop_child(proc)
+        return 128 + e.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate Streamlit and wait for it, killing it if it ignores SIGTERM for `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask the kernel to SIGTERM it when the launcher dies, even
+    by SIGKILL, which no handler can see (prctl PR_SET_PDEATHSIG). A no-op elsewhere."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
