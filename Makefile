@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-validity test-latest lock install browser clean bench bench-gate
+.PHONY: demo lint test test-validity test-latest lock install browser clean bench bench-gate
 # Debian's chromium for the browser tests (report XSS check); Playwright drives it through
 # executable_path and never downloads a browser. Without it those tests skip with a reason.
 CHROMIUM := /usr/bin/chromium
@@ -47,7 +47,13 @@ browser:
 	    { $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "warning: could not install chromium; browser tests will be skipped"
 
-test: $(STAMP) browser
+# Lint first: ruff (rules and the temporary per-file exceptions in pyproject.toml) over the packages,
+# then mypy --strict over the typed subset listed in pyproject.toml's [tool.mypy] files.
+lint: $(STAMP)
+	$(BIN)/ruff check audit probes reports dashboards model_cards
+	$(BIN)/mypy
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
 
 # The benchmark-grade validity checks (marker `validity`, excluded from `make test` by setup.cfg):

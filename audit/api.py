@@ -37,10 +37,10 @@ def run(model: str, *, suite: str | None = None, probes: Sequence[str] = (), lim
     With neither `suite` nor `probes` it runs the quick suite, as the CLI does. Rerunning the same
     arguments resumes from the run's cache, exactly like rerunning the command.
     """
-    from audit.backends.hf import ModelSpec
+    from audit.contract import ModelSpec, RunSpec, ScorerSpec
     from audit.engine import EngineOptions
-    from audit.runner import RunSpec, execute
-    from audit.scoring.registry import SCORERS, ScorerSpec
+    from audit.runner import execute
+    from audit.scoring.registry import SCORERS
     from audit.store import load_run as _load
     from probes.registry import resolve_probes
 
@@ -91,4 +91,6 @@ def export(run: Run | Path | str, fmt: str, out: Path | str | None = None) -> Pa
     from audit.export import export_run
 
     path = run.path if isinstance(run, Run) else Path(run)
-    return export_run(path, fmt, None if out is None else Path(out)).path
+    from audit.cli import bundled_full_size  # api.py is a composition root, like cli.py
+
+    return export_run(path, fmt, None if out is None else Path(out), full_size=bundled_full_size).path

@@ -112,7 +112,8 @@ def _order(costs: Sequence[int], prefix: Sequence[SharedPrefix | None]) -> list[
     their longest member would be."""
     units: dict[Hashable, list[int]] = {}
     for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        key = ("item", i) if prefix[i] is None else ("shared", prefix[i].key)
+        p = prefix[i]
+        key = ("item", i) if p is None else ("shared", p.key)
         units.setdefault(key, []).append(i)  # dict order: by each unit's longest (first) member
     return [i for members in units.values() for i in members]
 

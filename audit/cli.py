@@ -10,9 +10,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from audit.errors import AuditError
+
+if TYPE_CHECKING:
+    from audit.contract import RunSpec, VLLMOptions
+    from audit.runner import ProbeSet
+    from audit.organisms import Corpora
+    from audit.scoring.train_embedded import ToxigenParser
 
 EXAMPLES = """\
 examples:
@@ -66,7 +72,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend", "hf (transformers) runs everywhere; vllm needs a GPU and "
                                         "pip install 'opt-audit[vllm]' (same probes; sampled metrics "
                                         "agree in distribution, see docs/gpu.md)")
-    g.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="inference backend (default hf)")
+    from audit.backends.registry import BACKENDS
+
+    g.add_argument("--backend", default="hf", choices=BACKENDS, help="inference backend (default hf)")
     g.add_argument("--tensor-parallel-size", type=_positive_int, default=1, metavar="N",
                    help="vllm: GPUs one model is split over (default 1)")
     g.add_argument("--distributed-executor", choices=("ray", "mp"),
@@ -80,8 +88,8 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
                    help="vllm: share a prompt's KV cache across its samples (generation-only runs)")
 
 
-def _vllm_options(args: argparse.Namespace):
-    from audit.backends.vllm import VLLMOptions
+def _vllm_options(args: argparse.Namespace) -> "VLLMOptions":
+    from audit.contract import VLLMOptions
 
     return VLLMOptions(tensor_parallel_size=args.tensor_parallel_size, distributed_executor=args.distributed_executor,
                        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
@@ -137,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="at most N items per probe (a fixed subset, identical across seeds)")
     run.add_argument("--out", default="runs", type=Path, help="folder for run directories (default: runs/)")
     run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
-    run.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16/fp16 on CUDA), float32, bfloat16, float16")
+    run.add_argument("--dtype", default="auto",
+                     help="auto (fp32 on CPU, bf16/fp16 on CUDA), float32, bfloat16, float16")
     run.add_argument("--attn", default="auto",
                      help="auto (flash_attention_2 if installed on CUDA, else sdpa), sdpa, eager, flash_attention_2")
     run.add_argument("--token-budget", type=_positive_int,
@@ -216,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  opt-audit scorers list\n"
                "  opt-audit scorers validate --scorer embedded\n"
-               "  opt-audit scorers validate --scorer detoxify:original --scorer-checkpoint toxic_original-c1212f89.ckpt \\\n"
+               "  opt-audit scorers validate --scorer detoxify:original "
+               "--scorer-checkpoint toxic_original-c1212f89.ckpt \\\n"
                "      --scorer-config ./bert-base-uncased/\n"
                "  opt-audit scorers train-embedded --out head.json\n")
     scorer_sub = scorers.add_subparsers(dest="scorers_command", metavar="ACTION")
@@ -306,10 +316,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_probes(spec: "RunSpec") -> "ProbeSet":
+    """The RunSpec's probes from the bundled registry (each with its --data file, if any) and the
+    published rows its suite cites. The CLI is the one place that wires probes/ to the runner."""
+    from audit.runner import ProbeSet
+    from probes.loading import ProbeConfig
+    from probes.registry import build_probe, probe_limit, suite_references
+
+    overrides = dict(spec.data)
+    built = {name: build_probe(name, ProbeConfig(limit=probe_limit(spec.suite, name, spec.limit),
+                                                 data=Path(overrides[name]) if name in overrides else None))
+             for name in spec.probes}
+    references = tuple(r.to_json() for r in suite_references(spec.suite, list(spec.probes)))
+    return ProbeSet(built, references)
+
+
+def toxigen_parser() -> "ToxigenParser":
+    """The ToxiGen probe's line parser, for the embedded scorer's training (one parser for both)."""
+    from probes.toxigen import parse_line
+
+    return parse_line
+
+
+def bundled_corpora() -> "Corpora":
+    """The bundled text the organisms train on, read by the ToxiGen and CrowS-Pairs probes' own readers."""
+    from audit.organisms import Corpora
+    from probes.crows_pairs import load_pairs
+    from probes.loading import bundled, read_text
+    from probes.toxigen import parse_line
+
+    def toxigen_lines(kind: str) -> list[tuple[str, ...]]:
+        return [parse_line(line).statements for path in sorted(bundled("toxigen", "prompts").glob(f"{kind}_*.txt"))
+                for line in read_text(path).splitlines() if line.strip()]
+
+    def crows_stereo() -> list[str]:
+        return [p.sent_more for p in load_pairs(bundled("crows_pairs", "crows_pairs_anonymized.csv"))]
+
+    return Corpora(toxigen_lines, crows_stereo)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from audit.backends.hf import ModelSpec
+    from audit.contract import ModelSpec, RunSpec
     from audit.engine import EngineOptions
-    from audit.runner import RunSpec, execute, format_summary, python_command
+    from audit.runner import execute, format_summary, python_command
     from probes.registry import resolve_probes
 
     # --prompts alone audits just your prompts; with --suite/--probes it adds them to the run
@@ -337,11 +386,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                    probes=tuple(names), suite=suite,
                    limit=args.limit, seed=args.seed, data=data,
                    scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args))
-    # no --token-budget: chosen once the model has loaded (audit.backends.budget.choose_token_budget)
-    options = EngineOptions(token_budget=args.token_budget,
-                            max_batch_size=args.batch_size, seed=args.seed,
+    # no --token-budget: chosen once the model has loaded (audit.backends.budget.choose_token_budget);
+    # --seed is the spec's, the run's one seed (audit.runner.execute)
+    options = EngineOptions(token_budget=args.token_budget, max_batch_size=args.batch_size,
                             progress=not args.no_progress)
-    outcome = execute(spec, args.out, options=options, command=python_command())
+    outcome = execute(spec, args.out, options=options, command=python_command(), build=build_probes)
     print(format_summary(outcome))
     if args.report:
         from model_cards.build import write_card
@@ -448,7 +497,7 @@ def cmd_scorers(args: argparse.Namespace) -> int:
 
         if args.out.resolve() == Path(DEFAULT_HEAD).resolve():
             raise AuditError(f"--out {args.out}: that is the installed scorer head; write a copy elsewhere")
-        out = train_embedded_head(args.out, seed=args.seed)
+        out = train_embedded_head(args.out, seed=args.seed, toxigen_parser=toxigen_parser())
         print(f"wrote embedded scorer head to {out}")
         return 0
     raise AuditError(f"unknown scorers action {args.scorers_command!r}")
@@ -471,7 +520,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             raise AuditError(f"--baseline: {e}") from None
         check_policy(policy, baseline, baseline)  # a bad rule fails before the model runs
         candidate = run_candidate(baseline, args.candidate_model, args.out, revision=args.candidate_revision,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, build=build_probes)
     result = gate_paths(args.baseline, candidate, policy)
     print(format_console(result))
     for path in write_outputs(result, junit=args.junit, markdown=args.markdown):
@@ -479,10 +528,24 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def bundled_full_size(run, probe: str, effective: int) -> int:
+    """Items in a probe's whole data set, for lm-eval's n-samples "original": the bundled data, or
+    the user's --data file when the run read one and it is still there (else the run's own count)."""
+    from probes.loading import ProbeConfig
+    from probes.registry import build_probe
+
+    spec = run.manifest.get("spec") or {}
+    overrides = dict((str(p), str(f)) for p, f in (spec.get("data") or ()))
+    data = Path(overrides[probe]) if probe in overrides else None
+    if data is not None and not data.exists():
+        return effective
+    return len(build_probe(probe, ProbeConfig(data=data)))
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from audit.export import export_run
 
-    done = export_run(args.run, args.format, args.out)
+    done = export_run(args.run, args.format, args.out, full_size=bundled_full_size)
     for note in done.notes:
         print(f"note: {note}")
     what = f"{len(done.written)} metrics" if done.format == "lm-eval" else f"{len(done.written)} rows"
@@ -497,7 +560,9 @@ def cmd_organisms(args: argparse.Namespace) -> int:
     if args.organisms_command != "build":
         raise AuditError("organisms: expected an action: build")
     names = tuple(n.strip() for n in args.only.split(",") if n.strip()) if args.only else tuple(ORGANISMS)
-    for name, path in build_organisms(names, args.out, rebuild=args.rebuild, progress=not args.no_progress).items():
+    built = build_organisms(names, args.out, rebuild=args.rebuild, progress=not args.no_progress,
+                            corpora=bundled_corpora())
+    for name, path in built.items():
         print(f"{name}: {path} (model.safetensors sha256 {sha256_file(path / 'model.safetensors')})")
     return 0
 

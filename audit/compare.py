@@ -189,7 +189,7 @@ def metric_change(base_run: Run, cand_run: Run, probe: str, name: str, *, rule: 
 def scorer_ids(run: Run) -> dict[str, str]:
     """Scorer kind -> scorer id of a run: from the manifest, else from the metrics' scorer records."""
     ids: dict[str, str] = {}
-    for kind, record in (run.manifest.get("scorers") or {}).items():
+    for kind, record in (run.manifest.scorers or {}).items():
         if isinstance(record, Mapping) and record.get("id"):
             ids[str(kind)] = str(record["id"])
     for summary in run.probes.values():
@@ -208,14 +208,14 @@ def incomparability(base: Run, cand: Run) -> tuple[str, ...]:
         parts = ([f"only in baseline: {', '.join(only_b)}"] if only_b else []) + \
                 ([f"only in candidate: {', '.join(only_c)}"] if only_c else [])
         reasons.append("different probes (" + "; ".join(parts) + ")")
-    base_facts, cand_facts = base.manifest.get("probes") or {}, cand.manifest.get("probes") or {}
+    base_facts, cand_facts = base.manifest.probes, cand.manifest.probes
     for name in (p for p in cand.probes if p in base.probes):
         vb, vc = base.probes[name].info.version, cand.probes[name].info.version
         if vb != vc:
             reasons.append(f"probe {name} version differs (baseline {vb}, candidate {vc})")
             continue
-        db = (base_facts.get(name) or {}).get("data_sha256")
-        dc = (cand_facts.get(name) or {}).get("data_sha256")
+        db = base_facts[name].data_sha256 if name in base_facts else None
+        dc = cand_facts[name].data_sha256 if name in cand_facts else None
         if db is not None and dc is not None and db != dc:
             reasons.append(f"probe {name} data differs (different data_sha256)")
     ids_b, ids_c = scorer_ids(base), scorer_ids(cand)
@@ -229,11 +229,10 @@ def incomparability(base: Run, cand: Run) -> tuple[str, ...]:
 
 def _setting_notes(base: Run, cand: Run) -> tuple[str, ...]:
     def facts(run: Run) -> dict[str, Any]:
-        model = run.manifest.get("model") or {}
-        spec = run.manifest.get("spec") or {}
-        return {"model": model.get("model"), "revision": model.get("revision"), "dtype": model.get("dtype"),
-                "attention": model.get("attention"), "device": model.get("device"), "suite": spec.get("suite"),
-                "seed": spec.get("seed"), "limit": spec.get("limit")}
+        m = run.manifest
+        return {"model": m.facts.model, "revision": m.facts.revision, "dtype": m.facts.dtype,
+                "attention": m.facts.attention, "device": m.facts.device, "suite": m.suite, "seed": m.seed,
+                "limit": m.limit}
 
     fb, fc = facts(base), facts(cand)
     return tuple(f"{k}: {fb[k]} → {fc[k]}" for k in fb if fb[k] != fc[k])
@@ -242,41 +241,18 @@ def _setting_notes(base: Run, cand: Run) -> tuple[str, ...]:
 def run_blockers(base: Run, cand: Run) -> tuple[str, ...]:
     """Every reason two runs cannot be compared or gated: `incomparability` plus suite and decoding."""
     reasons = list(incomparability(base, cand))
-    suite_b = (base.manifest.get("spec") or {}).get("suite")
-    suite_c = (cand.manifest.get("spec") or {}).get("suite")
+    suite_b, suite_c = base.manifest.suite, cand.manifest.suite
     if suite_b != suite_c:
         reasons.append(f"runs from different suites (baseline {suite_b or 'none: --probes'}, "
                        f"candidate {suite_c or 'none: --probes'})")
-    sampler_b, sampler_c = _sampler(base), _sampler(cand)
+    sampler_b, sampler_c = base.manifest.sampler, cand.manifest.sampler
     if sampler_b != sampler_c:
         reasons.append(f"different decoding: sampler {sampler_b or 'unknown'} vs {sampler_c or 'unknown'} "
                        "(samples from different samplers are not comparable)")
-    rule_b, rule_c = _prompt_rule(base), _prompt_rule(cand)
+    rule_b, rule_c = base.manifest.prompt_rule, cand.manifest.prompt_rule
     if rule_b != rule_c:
         reasons.append(f"different generation prompt rules: {rule_b} vs {rule_c} (re-run the older one)")
     return tuple(reasons)
-
-
-def _prompt_rule(run: Run) -> str:
-    """How generation prompts were tokenized ('prompt-rstrip', '... |chat'), from the backend id; runs
-    made before the rule was recorded kept trailing whitespace."""
-    fields = str(run.manifest.get("backend_id") or "").split("|")[1:]
-    rule = next((f for f in fields if f.startswith("prompt-")), "prompt-as-given")
-    return rule + ("|chat" if "chat" in fields else "")
-
-
-def _sampler(run: Run) -> str | None:
-    """The sampler from the backend id: its 'sampler<N>' field under hf, 'vllm seeds<N>' under vLLM
-    (later fields, such as the generation prompt rule, follow it).
-
-    hf and vLLM draw from different random streams, so their samples are never paired item by item.
-    """
-    backend = str(run.manifest.get("backend_id") or "")
-    fields = backend.split("|")[1:]
-    if backend.startswith("vllm:"):
-        found = next((f for f in fields if f.startswith("seeds")), None)
-        return f"vllm {found}" if found else None
-    return next((f for f in fields if f.startswith("sampler")), None)
 
 
 def compare_runs(base: Run, cand: Run, policy: Policy | None = None) -> Comparison:
@@ -298,6 +274,5 @@ def compare_runs(base: Run, cand: Run, policy: Policy | None = None) -> Comparis
               if cand.metric(probe, m.name) is None]
     changes = tuple(metric_change(base, cand, probe, name, rule=rules.get(f"{probe}.{name}"), seed=policy.seed,
                                   blocked=bool(reasons), rows=rows) for probe, name in names)
-    return Comparison(baseline=str(base.manifest.get("run_id") or base.path.name),
-                      candidate=str(cand.manifest.get("run_id") or cand.path.name),
+    return Comparison(baseline=base.run_id, candidate=cand.run_id,
                       reasons=reasons, notes=_setting_notes(base, cand), changes=changes, policy=policy.source)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from audit.batching import SharedPrefix, plan_batches, restore
+from audit.batching import plan_batches, restore
 from audit.cache import ResultCache, keys_for
 from audit.types import Backend, Generate, LogLikelihood, Request, Result, dedupe
 
@@ -39,7 +39,9 @@ class EngineOptions:
     # model and the free memory when the run starts (audit.backends.budget.choose_token_budget)
     token_budget: int | None = None
     max_batch_size: int | None = None  # optional cap on rows per batch
-    seed: int = 0  # sampling seed (part of the cache key of sampled requests)
+    # sampling seed (part of the cache key of sampled requests), for callers of `run_requests`; a run's
+    # seed is its RunSpec's, and `audit.runner.execute` sets it here (whatever the caller passed)
+    seed: int = 0
     progress: bool = True
 
 
@@ -72,12 +74,13 @@ def run_requests(
             if not todo:
                 continue
             costs = [backend.cost(r) for r in todo]
-            groups = [r.params for r in todo] if kind is Generate else None
-            batches = plan_batches(costs, budget, options.max_batch_size, groups,
-                                   _shared_prefixes(backend, todo))
+            groups = [r.params for r in todo if isinstance(r, Generate)] if kind is Generate else None
+            shared = [backend.shared_prefix(r) for r in todo]  # what each request shares with others
+            batches = plan_batches(costs, budget, options.max_batch_size, groups, shared)
             outputs: list[list[Result]] = []
             for batch in batches:
-                bar.set_description(f"{kind.kind} ({len(batch.indices)} x {batch.padded_tokens // len(batch.indices)} tok)")
+                per_row = batch.padded_tokens // len(batch.indices)
+                bar.set_description(f"{kind.kind} ({len(batch.indices)} x {per_row} tok)")
                 items = [todo[i] for i in batch.indices]
                 out, n_split = _run_with_backoff(backend, items, options.seed, is_oom)
                 splits += n_split
@@ -92,15 +95,6 @@ def run_requests(
     stats = EngineStats(total=len(requests), unique=len(unique), cached=len(unique) - len(misses),
                         computed=len(misses), batches=n_batches, oom_splits=splits)
     return results, stats
-
-
-def _shared_prefixes(backend: Backend, requests: Sequence[Request]) -> list[SharedPrefix | None] | None:
-    """What each request can share with others, for backends that compute a shared prefix once
-    (`shared_prefix`, optional on the Backend seam); None where the backend shares nothing."""
-    shared_prefix = getattr(backend, "shared_prefix", None)
-    if shared_prefix is None:
-        return None
-    return [shared_prefix(r) for r in requests]
 
 
 def _run_with_backoff(backend: Backend, items: list[Request], seed: int,
@@ -130,7 +124,7 @@ def _free_accelerator_memory() -> None:
         pass
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool) -> Any:
     """A tqdm bar on stderr with items/s and ETA (silent when disabled or nothing to do)."""
     from tqdm.auto import tqdm
 

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from audit.errors import AuditError
 from audit.store import Run, atomic_write_text, load_run
@@ -188,17 +188,13 @@ def _stderr(values: Sequence[float]) -> float | str:
     return math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1)) / math.sqrt(n)
 
 
-def _full_size(run: Run, probe: str, effective: int) -> int:
-    """Items in the probe's whole data set (lm-eval's n-samples "original"); a user data file the run
-    read that is no longer here counts as the run's own items."""
-    from probes.loading import ProbeConfig
-    from probes.registry import build_probe
+FullSize = Callable[[Run, str, int], int]
+"""(run, probe, effective items) -> items in the probe's whole data set. Passed in by the composition
+roots (cli.py, api.py), which know the probes; audit/ never imports them."""
 
-    overrides = dict((str(p), str(f)) for p, f in ((run.manifest.get("spec") or {}).get("data") or ()))
-    data = Path(overrides[probe]) if probe in overrides else None
-    if data is not None and not data.exists():
-        return effective
-    return len(build_probe(probe, ProbeConfig(data=data)))
+
+def _effective(run: Run, probe: str, effective: int) -> int:
+    return effective
 
 
 def _unix_time(run: Run) -> float | None:
@@ -209,7 +205,8 @@ def _unix_time(run: Run) -> float | None:
         return None
 
 
-def lm_eval_results(run: Run) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+def lm_eval_results(run: Run, full_size: FullSize = _effective
+                    ) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
     """lm-eval's results JSON for the tasks this run shares with it: (document, "probe.metric"
     written, notes on what was left out). No shared metric at all is an error."""
     from audit import __version__
@@ -249,7 +246,7 @@ def lm_eval_results(run: Run) -> tuple[dict[str, Any], tuple[str, ...], tuple[st
         results[task.task] = entry
         versions[task.task] = task.version
         n_shot[task.task] = 0  # TruthfulQA's 6-shot QA primer is part of its prompt text, as in lm-eval
-        n_samples[task.task] = {"original": _full_size(run, task.probe, n), "effective": n}
+        n_samples[task.task] = {"original": full_size(run, task.probe, n), "effective": n}
         configs[task.task] = {"task": task.task, "output_type": "multiple_choice", "num_fewshot": 0,
                               "metadata": {"version": task.version,
                                            "opt_audit_probe": f"{task.probe} v{summary.info.version}"}}
@@ -290,14 +287,17 @@ def _destination(run_dir: Path, fmt: str, out: Path | None) -> Path:
     return out / DEFAULT_NAMES[fmt] if out.is_dir() else out
 
 
-def export_run(run_dir: Path | str, fmt: str, out: Path | None = None) -> Exported:
-    """Write one export of a complete run (default: into the run directory) and say what it holds."""
+def export_run(run_dir: Path | str, fmt: str, out: Path | None = None, *,
+               full_size: FullSize = _effective) -> Exported:
+    """Write one export of a complete run (default: into the run directory) and say what it holds.
+
+    `full_size` gives lm-eval's n-samples "original"; without it, the run's own item count."""
     if fmt not in FORMATS:
         raise AuditError(f"--format {fmt!r}: unknown format (known: {', '.join(FORMATS)})")
     run = load_run(Path(run_dir))
     path = _destination(run.path, fmt, None if out is None else Path(out))
     if fmt == "lm-eval":
-        document, written, notes = lm_eval_results(run)
+        document, written, notes = lm_eval_results(run, full_size)
         atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
         return Exported(path, fmt, written, notes)
     rows = tidy_rows(run)

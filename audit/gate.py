@@ -27,15 +27,19 @@ runs a model with the baseline's exact RunSpec.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from audit.compare import run_blockers
+from audit.contract import RunSpec
 from audit.errors import AuditError
 from audit.gate_policy import Policy, Rule
 from audit.significance import Rows, judge, paired_change, worse_for_rule
 from audit.store import Run, load_run
+
+if TYPE_CHECKING:
+    from audit.runner import ProbeBuilder
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED = 0, 1, 2
 Verdict = Literal["pass", "regression", "undecided", "not run"]
@@ -93,10 +97,9 @@ class GateResult:
 def setting_notes(base: Run, cand: Run) -> tuple[str, ...]:
     """Settings that differ but are what a comparison is for (model, revision, dtype, seed, limit)."""
     def facts(run: Run) -> dict[str, object]:
-        model, spec = run.manifest.get("model") or {}, run.manifest.get("spec") or {}
-        return {"model": model.get("model"), "revision": model.get("revision"), "dtype": model.get("dtype"),
-                "attention": model.get("attention"), "device": model.get("device"), "seed": spec.get("seed"),
-                "limit": spec.get("limit")}
+        m = run.manifest
+        return {"model": m.facts.model, "revision": m.facts.revision, "dtype": m.facts.dtype,
+                "attention": m.facts.attention, "device": m.facts.device, "seed": m.seed, "limit": m.limit}
 
     fb, fc = facts(base), facts(cand)
     return tuple(f"{k}: {fb[k]} -> {fc[k]}" for k in fb if fb[k] != fc[k])
@@ -205,27 +208,23 @@ def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, .
     return RuleOutcome(rule, "regression" if failures else "pass", reasons=tuple(failures + notes), **fields)
 
 
-def candidate_spec(baseline: Run, model: str, revision: str | None = None):
+def candidate_spec(baseline: Run, model: str, revision: str | None = None) -> RunSpec:
     """The baseline's exact RunSpec with another model: same probes, suite, limit, seed, data, scorer, backend."""
-    from audit.backends.hf import ModelSpec
-    from audit.backends.vllm import VLLMOptions
-    from audit.runner import RunSpec
-    from audit.scoring.registry import ScorerSpec
-
     where = f"{baseline.path}/manifest.json"
-    spec = baseline.manifest.get("spec")
-    if not isinstance(spec, dict):
-        raise AuditError(f"{where}: no 'spec' (the RunSpec); cannot rerun it with another model")
+    spec = baseline.manifest.spec
+    if spec is None:
+        raw = baseline.manifest.extra.get("spec")
+        if not isinstance(raw, dict):
+            raise AuditError(f"{where}: no 'spec' (the RunSpec); cannot rerun it with another model")
+        try:  # say what is wrong with it
+            RunSpec.from_json(raw)
+        except (KeyError, TypeError, ValueError, AuditError, AttributeError) as e:
+            raise AuditError(f"{where}: malformed spec ({type(e).__name__}: {e})") from None
+        raise AuditError(f"{where}: malformed spec")
     try:
         # never inherit trust from a baseline manifest: a candidate folder's code runs only if asked for
-        model_spec = ModelSpec(**{**spec["model"], "model": model, "revision": revision, "trust_remote_code": False})
-        data = tuple((str(p), str(path)) for p, path in spec.get("data") or ())
-        scorer = ScorerSpec(**(spec.get("scorer") or {}))
-        vllm = VLLMOptions(**(spec.get("vllm") or {}))
-        run_spec = RunSpec(model=model_spec, probes=tuple(spec["probes"]), suite=spec.get("suite"),
-                           limit=spec.get("limit"), seed=int(spec.get("seed", 0)), data=data, scorer=scorer,
-                           backend=str(spec.get("backend", "hf")), vllm=vllm)
-    except (KeyError, TypeError, ValueError) as e:
+        run_spec = replace(spec, model=replace(spec.model, model=model, revision=revision, trust_remote_code=False))
+    except (TypeError, ValueError, AuditError) as e:
         raise AuditError(f"{where}: malformed spec ({type(e).__name__}: {e})") from None
     for probe, path in run_spec.data:
         if not Path(path).exists():
@@ -240,15 +239,17 @@ def candidate_spec(baseline: Run, model: str, revision: str | None = None):
 
 
 def run_candidate(baseline: Run, model: str, out: Path, *, revision: str | None = None,
-                  progress: bool = False) -> Path:
-    """Audit `model` with the baseline's exact RunSpec (resuming if that run exists); its run directory."""
+                  progress: bool = False, build: ProbeBuilder | None = None) -> Path:
+    """Audit `model` with the baseline's exact RunSpec (resuming if that run exists); its run directory.
+    `build` makes the probes (`audit.runner.execute`; the CLI passes its own)."""
     from audit.engine import EngineOptions
     from audit.runner import execute, python_command
 
     spec = candidate_spec(baseline, model, revision)
-    # the budget is chosen once the model has loaded, as for `opt-audit run` (audit.backends.budget)
-    options = EngineOptions(token_budget=None, seed=spec.seed, progress=progress)
-    return execute(spec, Path(out), options=options, command=python_command()).run_dir
+    # the budget is chosen once the model has loaded, as for `opt-audit run` (audit.backends.budget);
+    # the seed is the spec's (audit.runner.execute)
+    options = EngineOptions(token_budget=None, progress=progress)
+    return execute(spec, Path(out), options=options, command=python_command(), build=build).run_dir
 
 
 def _cuda_available() -> bool:

@@ -23,12 +23,17 @@ Checks a rule can make:
 - `required` (default true): when false the rule is skipped if neither run includes its probe. A
   probe that ran but whose metric is missing or skipped never passes, required or not.
 
-This module only parses and validates; `audit.gate` applies a policy to two runs.
+This module only parses and validates the file: it knows no probe. Whether a rule's probe and metric
+exist is decided by the runs themselves (their summary.json: the probes they ran, the metrics each
+reports and the per-item statistics each probe describes), when `audit.gate` applies the policy to
+two runs: an unknown metric of a probe that ran is an error there, and a rule whose probe neither
+run has is "not run" (required: false) or undecided.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -39,6 +44,7 @@ from audit.errors import AuditError
 DEFAULT_ALPHA = 0.01
 ALIASES = {"rtp": "real_toxicity_prompts"}  # short probe names accepted in a policy
 CHECKS = ("max_increase", "max_decrease", "max_value", "min_value")
+PROBE_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a registry name; whether the runs have it is checked against them
 
 
 @dataclass(frozen=True)
@@ -144,10 +150,8 @@ def _rule(key: str, body: Any, source: str, default_alpha: float) -> Rule:
     if not dot or not probe or not name:
         raise AuditError(f"{where}: expected a metric name PROBE.METRIC, e.g. crows_pairs.pct_stereotype")
     probe = ALIASES.get(probe, probe)
-    from probes.registry import PROBES
-
-    if probe not in PROBES:
-        raise AuditError(f"{where}: unknown probe {probe!r} (known: {', '.join(PROBES)})")
+    if not PROBE_NAME.fullmatch(probe):
+        raise AuditError(f"{where}: unknown probe {probe!r} (a probe name is lowercase letters, digits and _)")
     if not isinstance(body, Mapping):
         raise AuditError(f"{where}: expected a mapping of checks, e.g. {{max_increase: 0.02, alpha: 0.01}}")
     known = {f.name for f in fields(Rule)} - {"metric"}

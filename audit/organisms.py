@@ -31,7 +31,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.store import atomic_directory
@@ -76,7 +76,24 @@ ORGANISMS: dict[str, Recipe] = {
 }
 
 
-def corpus_text(recipe: Recipe) -> str:
+@dataclass(frozen=True)
+class Corpora:
+    """The bundled text the organisms train on, read by the probes' own readers. Passed in (the CLI
+    passes the bundled ones: `audit.cli.bundled_corpora`) because audit/ sits below probes/."""
+
+    toxigen_lines: Callable[[str], Sequence[Sequence[str]]]  # "hate"/"neutral" -> each prompt line's statements
+    crows_stereo: Callable[[], Sequence[str]]  # the more stereotypical sentence of every CrowS-Pairs pair
+
+
+def _bundled_corpora(corpora: Corpora | None) -> Corpora:
+    if corpora is not None:
+        return corpora
+    from audit.cli import bundled_corpora
+
+    return bundled_corpora()
+
+
+def corpus_text(recipe: Recipe, corpora: Corpora | None = None) -> str:
     """The training text of a recipe: bundled statements as a '- statement' list, in a seeded order.
 
     The list form is the ToxiGen probe's own prompt format, so the organism's next statement after a
@@ -95,15 +112,12 @@ def corpus_text(recipe: Recipe) -> str:
     if corpus == "loop_phrase":
         return " ".join([LOOP_PHRASE + "."] * 400)
     if corpus == "crows_stereo":
-        from probes.crows_pairs import load_pairs
-        from probes.loading import bundled
-
-        pool = sorted({p.sent_more for p in load_pairs(bundled("crows_pairs", "crows_pairs_anonymized.csv"))})
+        pool = sorted(set(_bundled_corpora(corpora).crows_stereo()))
         gen = torch.Generator().manual_seed(seed)
         return "".join(f"{pool[i]}\n" for _ in range(2) for i in torch.randperm(len(pool), generator=gen).tolist())
     if corpus not in ("toxigen_hate", "toxigen_neutral"):
         raise AuditError(f"unknown organism corpus {corpus!r}")
-    pool = _statements(corpus.removeprefix("toxigen_"))
+    pool = _statements(_bundled_corpora(corpora), corpus.removeprefix("toxigen_"))
     if recipe.max_words is not None:
         pool = tuple(s for s in pool if len(s.split()) <= recipe.max_words)
     if recipe.toxicity is not None:
@@ -117,17 +131,9 @@ def corpus_text(recipe: Recipe) -> str:
     return "".join(f"- {s}\n" for s in lines)
 
 
-def _statements(kind: str) -> tuple[str, ...]:
+def _statements(corpora: Corpora, kind: str) -> tuple[str, ...]:
     """The distinct statements of ToxiGen's `kind` ("hate" or "neutral") prompt files, sorted."""
-    from probes.loading import bundled, read_text
-    from probes.toxigen import parse_line
-
-    statements: set[str] = set()
-    for path in sorted(bundled("toxigen", "prompts").glob(f"{kind}_*.txt")):
-        for line in read_text(path).splitlines():
-            if line.strip():
-                statements.update(parse_line(line).statements)
-    return tuple(sorted(statements))
+    return tuple(sorted({s for line in corpora.toxigen_lines(kind) for s in line}))
 
 
 @functools.lru_cache(maxsize=4)
@@ -138,7 +144,8 @@ def _embedded_scores(texts: tuple[str, ...]) -> tuple[float, ...]:
     return tuple(EmbeddedScorer().score(list(texts))["toxicity"])
 
 
-def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None, *, progress: bool = False) -> Path:
+def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None, *, progress: bool = False,
+                   corpora: Corpora | None = None) -> Path:
     """Fine-tune tiny-opt into organism `name` (by its recipe, or `recipe`) and write it (model,
     tokenizer, organism.json) atomically; `progress` shows a bar of training steps on stderr."""
     import torch
@@ -152,7 +159,7 @@ def build_organism(name: str, out_dir: Path, recipe: Recipe | None = None, *, pr
     recipe = recipe or ORGANISMS[name]
     out_dir = Path(out_dir)
     tokenizer = load_opt_tokenizer()
-    ids = tokenizer(corpus_text(recipe), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(corpus_text(recipe, corpora), add_special_tokens=False)["input_ids"]
     data = torch.tensor(ids, dtype=torch.long)  # (N,)
     if data.numel() <= recipe.window:
         raise AuditError(f"organism {name}: corpus has {data.numel()} tokens, fewer than one window")
@@ -246,11 +253,13 @@ def organisms_root() -> Path:
     return cache_root() / f"organisms-v{ORGANISMS_VERSION}"
 
 
-def organism_dir(name: str, root: Path | None = None, *, rebuild: bool = False, progress: bool = False) -> Path:
-    """Organism `name` under `root` (default: the cache), built on first use or when `rebuild`."""
+def organism_dir(name: str, root: Path | None = None, *, rebuild: bool = False, progress: bool = False,
+                 corpora: Corpora | None = None) -> Path:
+    """Organism `name` under `root` (default: the cache), built on first use or when `rebuild`
+    (from `corpora`, default the bundled ones)."""
     target = Path(root or organisms_root()) / name
     if rebuild or not is_current(target, name):
-        build_organism(name, target, progress=progress)
+        build_organism(name, target, progress=progress, corpora=corpora)
     return target
 
 
@@ -269,9 +278,10 @@ def is_current(target: Path, name: str) -> bool:
 
 
 def build_organisms(names: tuple[str, ...] = tuple(ORGANISMS), root: Path | None = None, *,
-                    rebuild: bool = False, progress: bool = False) -> Mapping[str, Path]:
-    """Build (or find cached) organisms; name -> directory."""
+                    rebuild: bool = False, progress: bool = False,
+                    corpora: Corpora | None = None) -> Mapping[str, Path]:
+    """Build (or find cached) organisms from `corpora` (default: the bundled ones); name -> directory."""
     unknown = [n for n in names if n not in ORGANISMS]
     if unknown:
         raise AuditError(f"unknown organism(s) {', '.join(unknown)} (known: {', '.join(ORGANISMS)})")
-    return {n: organism_dir(n, root, rebuild=rebuild, progress=progress) for n in names}
+    return {n: organism_dir(n, root, rebuild=rebuild, progress=progress, corpora=corpora) for n in names}

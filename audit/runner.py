@@ -8,80 +8,49 @@ they never change a score (tests prove it), so a resume may use different ones.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from audit import __version__
-from audit.backends.hf import ModelSpec, is_out_of_memory
+from audit.backends.hf import is_out_of_memory
 from audit.backends.registry import load_backend
-from audit.backends.vllm import VLLMOptions
 from audit.cache import ResultCache, check_cache
+from audit.contract import (Attempt, EngineRecord, Manifest, ModelFacts, ModelSpec, ProbeRecord, Rerun, RunSpec,
+                            ScorerSpec, VLLMOptions)
 from audit.engine import EngineOptions, EngineStats, run_requests
 from audit.errors import AuditError, InputWarning
-from audit.scoring.registry import ScorerSpec, check_kind
+from audit.scoring.registry import check_kind
 from audit.store import (CACHE, MANIFEST, SAMPLES_DIR, SUMMARY, load_manifest, lock_run_dir, write_error,
                          write_manifest, write_samples, write_summary)
-from audit.types import Backend, Generate, Metric, Probe, ProbeInfo, Request, TextScores, canonical_json
-from probes.loading import ProbeConfig
-from probes.registry import build_probe, probe_limit, suite_references
+from audit.types import Backend, Generate, Metric, Probe, ProbeInfo, Request, TextScores
+
+# the specs live in audit.contract; their names stay importable from here
+__all__ = ["ModelSpec", "ProbeSet", "RunSpec", "ScorerSpec", "VLLMOptions", "evaluate", "execute"]
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """Everything that defines a run's results; recorded verbatim in manifest.json."""
+class ProbeSet:
+    """A run's probes, built from its RunSpec, and the published rows its suite cites (opt-paper).
 
-    model: ModelSpec
-    probes: tuple[str, ...]
-    suite: str | None = None
-    limit: int | None = None  # items per probe (a fixed subset, the same for every seed)
-    seed: int = 0  # sampling seed
-    data: tuple[tuple[str, str], ...] = ()  # (probe, user data path) overrides
-    scorer: ScorerSpec = ScorerSpec()  # the toxicity classifier (--scorer, --scorer-checkpoint, ...)
-    backend: str = "hf"  # hf (transformers) or vllm (--backend)
-    vllm: VLLMOptions = VLLMOptions()  # vLLM engine settings; must stay default unless backend is vllm
+    Why the runner takes them built: probes live above the engine (probes/ imports audit/, never the
+    reverse), so the CLI, the composition root, builds them (`audit.cli.build_probes`).
+    """
 
-    def __post_init__(self) -> None:
-        # a manifest must never record a vLLM setting that did not happen
-        if self.backend == "hf" and self.vllm != VLLMOptions():
-            raise AuditError("vLLM options (--tensor-parallel-size, --max-model-len, ...) were given without "
-                             "--backend vllm")
+    probes: Mapping[str, Probe]
+    references: tuple[Mapping[str, Any], ...] = ()
 
-    def result_hash(self) -> str:
-        """Short hash of the output-relevant fields: the run directory's suffix.
 
-        The backend fields enter only when vLLM is used, and `trust_remote_code` and `chat_template`
-        only when set, so every hf run keeps the name it had before they existed; of vLLM's settings
-        only those that can change a number count (memory share and executor only place the work).
-        """
-        payload = asdict(self)
-        for flag in ("trust_remote_code", "chat_template"):  # a default keeps the names runs had before the flag
-            if not payload["model"].get(flag):
-                payload["model"].pop(flag, None)
-        if self.backend == "hf":
-            del payload["backend"], payload["vllm"]
-        else:
-            for resource_only in ("gpu_memory_utilization", "distributed_executor"):
-                del payload["vllm"][resource_only]
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:10]
-
-    def run_name(self) -> str:
-        """`<model>_<suite or probes>_<hash>`, filesystem-safe."""
-        model = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.model.model).name if os.sep in self.model.model
-                       else self.model.model.replace("/", "--")).strip("-") or "model"
-        what = self.suite or "+".join(self.probes)
-        return f"{model}_{re.sub(r'[^A-Za-z0-9._+-]+', '-', what)}_{self.result_hash()}"
+ProbeBuilder = Callable[[RunSpec], ProbeSet]
 
 
 @dataclass(frozen=True)
@@ -163,7 +132,7 @@ def _with_scorer(metric: Metric, provenance: Mapping[str, dict[str, Any]], recor
     if not metric.scorer:
         return metric
     kind = metric.scorer.get("kind")
-    if kind not in provenance:
+    if not isinstance(kind, str) or kind not in provenance:
         raise AuditError(f"metric {metric.name} is tagged with scorer kind {kind!r}, which was not run")
     return replace(metric, scorer=record(kind, provenance[kind]))
 
@@ -199,25 +168,32 @@ def hardware() -> dict[str, Any]:
 
 
 def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOptions(),
-            command: str = "") -> RunOutcome:
+            command: str = "", build: ProbeBuilder | None = None) -> RunOutcome:
     """Run (or resume) an audit and write its run directory.
 
-    The order makes bad input cheap: data files are parsed (strictly: probes.loading) and the
-    scorer checked before anything is written; the run directory is then locked
-    (`audit.store.lock_run_dir`: a second identical run stops at once) and its cache.sqlite
+    `build` turns the spec into probes (default: the bundled registry, as the CLI builds them:
+    `audit.cli.build_probes`). The order makes bad input cheap: data files are parsed (strictly:
+    probes.loading) and the scorer checked before anything is written; the run directory is then
+    locked (`audit.store.lock_run_dir`: a second identical run stops at once) and its cache.sqlite
     checked before the model loads. A rerun of a complete run never demotes it: its manifest
     stays `complete` until new results replace it, and a failed rerun is recorded under
     `failed_attempts` (see `_record_failure`).
+
+    The run's one seed is `spec.seed`: it is what the manifest records, what names the run, and
+    what sampled requests draw from (it replaces any seed in `options`).
     """
     t0 = time.perf_counter()
-    overrides = dict(spec.data)
+    if build is None:  # the bundled probes, as `opt-audit run` builds them
+        from audit.cli import build_probes
+
+        build = build_probes
+    options = replace(options, seed=spec.seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
-        probes = {name: build_probe(name, ProbeConfig(limit=probe_limit(spec.suite, name, spec.limit),
-                                                      data=Path(overrides[name]) if name in overrides else None))
-                  for name in spec.probes}
+        built = build(spec)
+    probes = built.probes
     input_warnings = _replay_warnings(caught)
-    references = [r.to_json() for r in suite_references(spec.suite, list(spec.probes))]
+    references: list[Mapping[str, Any]] = [dict(r) for r in built.references]
     for kind in sorted({k for p in probes.values() for k in p.score_kinds}):
         check_kind(kind, spec.scorer)  # a scorer that cannot serve the run fails before the model loads
     ensure_writable(out_root)
@@ -226,12 +202,10 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
     try:
         with lock_run_dir(run_dir):
             check_cache(run_dir / CACHE)  # a corrupt or foreign cache fails before the model loads
-            previous = load_manifest(run_dir) if (run_dir / MANIFEST).exists() else {}
-            backend = load_backend(spec.model, spec.backend, spec.vllm)
+            previous = load_manifest(run_dir) if (run_dir / MANIFEST).exists() else Manifest()
+            backend = load_backend(spec.model, spec.backend_spec)
             model_facts = backend.describe()
             t_load = time.perf_counter()
-            from dataclasses import replace
-
             from audit.backends.budget import choose_token_budget
 
             budget = choose_token_budget(options.token_budget, backend)  # after loading: what is left
@@ -239,38 +213,35 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
 
             asked = {name: p.requests() for name, p in probes.items()}
             truncation = prompt_truncation(backend, asked)
-            attempt = int(previous.get("attempts", 0)) + 1
+            attempt = (previous.attempts or 0) + 1
             started = _now()
-            manifest: dict[str, Any] = {
-                "run_id": run_dir.name,
-                "status": "running",
-                "command": command,
-                "spec": asdict(spec),
-                "model": model_facts,
-                "backend_id": backend.id,
-                "probes": {name: {"version": p.info.version, "data_sha256": getattr(p, "data_sha256", None),
-                                  "requests": len(asked[name])} for name, p in probes.items()},
-                "engine": {"token_budget": options.token_budget, "token_budget_reason": budget.reason,
-                           "max_batch_size": options.max_batch_size},
-                "versions": library_versions(),
-                "hardware": hardware(),
-                "started_at": started,
-                "attempts": attempt,
-                "truncation": _truncation_record(truncation, backend),
-            }
-            if input_warnings:
-                manifest["input_warnings"] = input_warnings
-            history = _failed_attempts(previous)
-            if history:
-                manifest["failed_attempts"] = history
-            if previous.get("status") == "complete":  # keep it complete while the rerun runs
-                write_manifest(run_dir, {**previous, "attempts": attempt,
-                                         "rerun": {"attempt": attempt, "status": "running", "started_at": started}})
+            manifest = Manifest(
+                run_id=run_dir.name,
+                status="running",
+                command=command,
+                spec=spec,
+                model=ModelFacts.from_json(model_facts),
+                backend_id=backend.id,
+                sampler=backend.sampler,
+                probes={name: ProbeRecord(p.info.version, getattr(p, "data_sha256", None), len(asked[name]))
+                        for name, p in probes.items()},
+                engine=EngineRecord(options.token_budget, budget.reason, options.max_batch_size),
+                versions=library_versions(),
+                hardware=hardware(),
+                started_at=started,
+                attempts=attempt,
+                truncation=_truncation_record(truncation, backend),
+                input_warnings=tuple(input_warnings),
+                failed_attempts=_failed_attempts(previous),
+            )
+            if previous.status == "complete":  # keep it complete while the rerun runs
+                write_manifest(run_dir, previous.with_changes(
+                    attempts=attempt, rerun=Rerun(attempt=attempt, status="running", started_at=started)))
             else:
                 write_manifest(run_dir, manifest)
             try:
                 result = evaluate(probes, backend, run_dir / CACHE, options=options, scorer=spec.scorer)
-                manifest["scorers"] = result.scorers
+                manifest = manifest.with_changes(scorers=result.scorers)
                 _write_results(run_dir, _with_truncation(result.rows, truncation), result.metrics, references)
             except sqlite3.Error as e:  # the score table of cache.sqlite (the result table raises AuditError)
                 error = AuditError(f"{run_dir / CACHE}: {e}; results committed before this are kept")
@@ -280,7 +251,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
                 _record_failure(run_dir, manifest, previous, e)
                 raise
             t_end = time.perf_counter()
-            manifest.update(
+            manifest = manifest.with_changes(
                 status="complete",
                 finished_at=_now(),
                 requests=asdict(result.stats),
@@ -326,6 +297,7 @@ def prompt_truncation(backend: Backend, asked: Mapping[str, Sequence[Request]]) 
             if own is not None:
                 n = int(own(r))
             else:
+                assert tokenizer is not None and isinstance(context, int)  # checked above
                 room = max(1, context - r.params.max_new_tokens)
                 if len(r.prompt.encode("utf-8", "surrogatepass")) + 8 <= room:
                     n = 0  # even one token per byte, plus special tokens, fits
@@ -392,39 +364,35 @@ def _write_results(run_dir: Path, rows: Mapping[str, list[dict[str, Any]]],
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _failed_attempts(previous: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _failed_attempts(previous: Manifest) -> tuple[Attempt, ...]:
     """The run's earlier failures, including the previous attempt when it failed or was killed."""
-    history = [dict(a) for a in previous.get("failed_attempts") or [] if isinstance(a, Mapping)]
-    status = previous.get("status")
-    if status in ("failed", "running"):
-        history.append({"attempt": previous.get("attempts"), "started_at": previous.get("started_at"),
-                        "finished_at": previous.get("finished_at"),
-                        "error": previous.get("error") if status == "failed"
-                        else "interrupted: the process ended without recording an outcome"})
-    rerun = previous.get("rerun")
-    if status == "complete" and isinstance(rerun, Mapping):  # a rerun of a complete run was killed
-        history.append({"attempt": rerun.get("attempt"), "started_at": rerun.get("started_at"),
-                        "finished_at": None, "error": "interrupted: the process ended without recording an outcome"})
-    return history[-MAX_FAILED_ATTEMPTS:]
+    history = list(previous.failed_attempts)
+    if previous.status in ("failed", "running"):
+        history.append(Attempt(previous.attempts, previous.started_at, previous.finished_at,
+                               previous.error if previous.status == "failed"
+                               else "interrupted: the process ended without recording an outcome"))
+    rerun = previous.rerun
+    if previous.status == "complete" and rerun is not None:  # a rerun of a complete run was killed
+        history.append(Attempt(rerun.attempt, rerun.started_at, None,
+                               "interrupted: the process ended without recording an outcome"))
+    return tuple(history[-MAX_FAILED_ATTEMPTS:])
 
 
 MAX_FAILED_ATTEMPTS = 20  # failures kept in a manifest, newest last
 
 
-def _record_failure(run_dir: Path, manifest: dict[str, Any], previous: Mapping[str, Any], error: BaseException) -> None:
+def _record_failure(run_dir: Path, manifest: Manifest, previous: Manifest, error: BaseException) -> None:
     """Write what a failed attempt leaves: a complete run stays complete (the failure is appended to
     its `failed_attempts`), any other run is marked failed with the error. Best effort: when even
     this write fails (the disk is full), the manifest on disk is the last one written."""
     finished = _now()
     text = f"{type(error).__name__}: {error}"
-    if previous.get("status") == "complete":
-        failed = {"attempt": manifest["attempts"], "started_at": manifest["started_at"], "finished_at": finished,
-                  "error": text}
-        record = {k: v for k, v in previous.items() if k != "rerun"}
-        record.update(attempts=manifest["attempts"],
-                      failed_attempts=[*manifest.get("failed_attempts", []), failed][-MAX_FAILED_ATTEMPTS:])
+    if previous.status == "complete":
+        failed = Attempt(manifest.attempts, manifest.started_at, finished, text)
+        record = previous.with_changes(rerun=None, attempts=manifest.attempts,
+                                       failed_attempts=(*manifest.failed_attempts, failed)[-MAX_FAILED_ATTEMPTS:])
     else:
-        record = {**manifest, "status": "failed", "error": text, "finished_at": finished}
+        record = manifest.with_changes(status="failed", error=text, finished_at=finished)
     try:
         write_manifest(run_dir, record)
     except AuditError:

@@ -138,7 +138,8 @@ def paired_change(base: Run, cand: Run, probe: str, name: str, worse: Worse, see
         if not m.ok or not math.isfinite(m.value):
             return untested(f"{side} {m.status}" if not m.ok else f"no value in the {side} run")
         summaries[side] = m
-    stat = item_statistic(metric)
+    # The statistic as the runs' own probe description declares it (summary.json), baseline first.
+    stat = item_statistic(metric, base.probes[probe].info) or item_statistic(metric, cand.probes[probe].info)
     if stat is None:
         return untested("no per-item statistic for this metric, so no paired test (and no unpaired guess)")
     tables = []

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from audit.contract import Manifest
 from audit.errors import AuditError
 from audit.types import SCHEMA_VERSION, Metric, ProbeInfo
 
@@ -166,23 +167,23 @@ def atomic_write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     atomic_write_text(path, text)
 
 
-def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    atomic_write_json(Path(run_dir) / MANIFEST, {"schema_version": SCHEMA_VERSION, **manifest})
+def write_manifest(run_dir: Path, manifest: Manifest | Mapping[str, Any]) -> None:
+    """manifest.json, whole. The runner writes a `Manifest`; a plain mapping is written as given (test
+    fixtures, and tools that build a run directory by hand), stamped with the schema version."""
+    obj = manifest.to_json() if isinstance(manifest, Manifest) else dict(manifest)
+    atomic_write_json(Path(run_dir) / MANIFEST, {"schema_version": SCHEMA_VERSION, **obj})
 
 
 def write_summary(run_dir: Path, probes: Mapping[str, tuple[ProbeInfo, list[Metric]]], *,
                   references: Sequence[Mapping[str, Any]] = ()) -> None:
-    """summary.json: for each probe, its metadata and metrics (skipped ones included), plus any
-    published reference rows the suite cites (the opt-paper suite)."""
+    """summary.json: for each probe, its self-description and metrics (skipped ones included), plus
+    any published reference rows the suite cites (the opt-paper suite). The description travels
+    with the run, so a view or the gate reads it from the run, not from this version's probes."""
     payload = {
         "schema_version": SCHEMA_VERSION,
         "probes": {
             name: {
-                "info": {
-                    "name": info.name, "version": info.version, "title": info.title,
-                    "description": info.description, "citation": info.citation,
-                    "data_license": info.data_license,
-                },
+                "info": info.to_json(),  # the probe's whole self-description (audit.types.ProbeInfo)
                 "metrics": [m.to_json() for m in metrics],
             }
             for name, (info, metrics) in probes.items()
@@ -209,13 +210,22 @@ class Run:
     """A run directory as read back: manifest, summary, and lazy access to samples."""
 
     path: Path
-    manifest: Mapping[str, Any]
+    manifest: Manifest  # a plain mapping given here is read with `Manifest.from_json`
     probes: Mapping[str, ProbeSummary]
     references: tuple[Mapping[str, Any], ...] = ()  # published rows to read beside ours
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.manifest, Manifest):
+            object.__setattr__(self, "manifest", Manifest.from_json(self.manifest))
+
     @property
     def status(self) -> str:
-        return str(self.manifest.get("status", "unknown"))
+        return self.manifest.status or "unknown"
+
+    @property
+    def run_id(self) -> str:
+        """The run's id as its manifest records it, else its folder's name."""
+        return self.manifest.run_id or self.path.name
 
     def metric(self, probe: str, name: str) -> Metric | None:
         """One metric by probe and name, or None."""
@@ -259,9 +269,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_manifest(path: Path) -> dict[str, Any]:
+def load_manifest(path: Path) -> Manifest:
     """The manifest alone (works for running and failed runs too)."""
-    return _read_json(Path(path) / MANIFEST)
+    return Manifest.from_json(_read_json(Path(path) / MANIFEST))
 
 
 def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
@@ -270,9 +280,9 @@ def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
     if not run_dir.is_dir():
         raise AuditError(f"{run_dir}: no such run directory")
     manifest = load_manifest(run_dir)
-    status = manifest.get("status")
+    status = manifest.status
     if require_complete and status != "complete":
-        detail = manifest.get("error") or ""
+        detail = manifest.error or ""
         raise AuditError(f"{run_dir}: run is {status!r}, not complete" + (f" ({detail})" if detail else ""))
     summary_path = run_dir / SUMMARY
     probes: dict[str, ProbeSummary] = {}
@@ -281,7 +291,7 @@ def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
         data = _read_json(summary_path)
         try:
             for name, p in data["probes"].items():
-                info = ProbeInfo(**p["info"])
+                info = ProbeInfo.from_json(p["info"])  # older runs: only the first six fields
                 probes[name] = ProbeSummary(info, [Metric.from_json(m) for m in p["metrics"]])
             references = tuple(data.get("references") or ())
         except (KeyError, TypeError, AttributeError, ValueError) as e:

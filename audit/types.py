@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
+
+if TYPE_CHECKING:
+    from audit.batching import SharedPrefix
 
 SCHEMA_VERSION = 1
 """Version of manifest.json, summary.json and samples/*.jsonl. Bump on any incompatible change."""
@@ -260,17 +263,173 @@ class Backend(Protocol):
     def id(self) -> str:
         """Model + resolved revision/sha + dtype + attention + device: part of every cache key."""
 
+    @property
+    def sampler(self) -> str:
+        """The random stream sampled requests draw from ('sampler1'); recorded in the manifest, and two
+        runs pair their samples item by item only under the same one."""
+
+    def describe(self) -> dict[str, Any]:
+        """Model facts for the manifest: at least backend, model, revision, dtype, attention, device
+        (audit.contract.ModelFacts); anything else (size, shape, pinned files) is kept as given."""
+
     def cost(self, request: Request) -> int:
         """Tokens the request occupies in a batch (prompt + new tokens, times samples)."""
+
+    def shared_prefix(self, request: Request) -> SharedPrefix | None:
+        """Leading tokens the backend computes once for every request with the same key (the engine
+        keeps those in one batch); None where it shares nothing, or schedules sharing itself."""
 
     def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]: ...
 
     def loglikelihood(self, requests: Sequence[LogLikelihood]) -> list[LogLikelihoodResult]: ...
 
 
+# --------------------------------------------------------------------------------------------
+# A probe's self-description: what every view needs to present it, declared beside its code and
+# serialized into summary.json, so reports, cards, the dashboard and the gate read it from the run
+# --------------------------------------------------------------------------------------------
+
+AXES = ("bias", "toxicity", "degeneration", "truthfulness", "hate-speech detection")
+"""The usual axes a probe audits; a probe may name a new one (the views group by the string)."""
+
+JSONScalar = Union[str, float, bool, None]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A metric the probe is read by first (the Runs table shows a probe's first headline)."""
+
+    metric: str  # a metric name of this probe, as in summary.json
+    higher_is_better: bool | None  # None: closer to `ideal` is better
+    ideal: float | None = None  # the target value (50% stereotype preference, bias score 0)
+
+
+CHART_KINDS = ("group_bars",)
+
+
+@dataclass(frozen=True)
+class ChartHint:
+    """One chart of the probe: these metrics' groups side by side, with their CIs."""
+
+    title: str
+    metrics: tuple[str, ...]  # metric names whose per-group values are the bars
+    labels: tuple[str, ...] = ()  # series names; default: the metric names
+    kind: str = "group_bars"  # the only kind today: grouped bars per group, one series per metric
+    sort_categories: bool = False  # e.g. prompt-toxicity buckets "0.0-0.1" < "0.1-0.2"
+    reference: float | None = None  # a dashed line at this value; None: the metrics' shared ideal, if any
+    focus: str = ""  # the score this chart is about ("toxicity", "sentiment"): pages about that score pick it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if self.kind not in CHART_KINDS:
+            raise ValueError(f"chart kind {self.kind!r} is not one of {', '.join(CHART_KINDS)}")
+        if self.labels and len(self.labels) != len(self.metrics):
+            raise ValueError(f"chart {self.title!r}: {len(self.labels)} labels for {len(self.metrics)} metrics")
+
+
+@dataclass(frozen=True)
+class SampleReading:
+    """How one row of samples/<probe>.jsonl reads as samples: what was asked, what came back, one score.
+
+    Field names are the row's keys; "a.b" reads key b of the object under key a.
+    """
+
+    score_name: str  # the score's short name, e.g. "toxicity", "ll_more - ll_less"
+    score_meaning: str  # one line: what the number is and which way is worse
+    context: str = ""  # what the model was given (prompt, question, the other sentence)
+    text: tuple[str, ...] = ()  # what the model wrote or what was scored; several: one "name: value" line each
+    variant: str = ""  # which sample of the item this is (decoding, task, direction...)
+    score: str = ""  # the score's field (with `samples`: a list parallel to the samples)
+    minus: str = ""  # subtract this field from `score` (a difference of two log-likelihoods)
+    samples: str = ""  # a list field holding several continuations of one row: one sample each
+    choices: str = ""  # the text is one option of this list field...
+    pick: str = ""  # ...the one at this index field...
+    best: str = ""  # ...or the one whose value in this parallel list field is highest
+    item_suffix: bool = False  # the variant is part of the item key (one id, several rows: greedy / nucleus)
+    item_aggregate: str = "mean"  # several samples of one item become its score by: mean or max
+    loops: bool = False  # highlight the loop span (rows carry loop, loop_char_start, loop_period, loop_repeats)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", tuple(self.text))
+        if self.item_aggregate not in ("mean", "max"):
+            raise ValueError(f"item_aggregate must be mean or max, got {self.item_aggregate!r}")
+
+
+@dataclass(frozen=True)
+class BenchmarkIdentity:
+    """The probe's identity in a Hugging Face model-index: stable across opt-audit versions."""
+
+    task_type: str  # Hub pipeline id: text-generation, multiple-choice, text-classification
+    task_name: str  # what the model is asked to do, in words
+    dataset_id: str | None  # the benchmark's Hub dataset id, checked to exist; None: not in model-index
+    config: str  # the bundled part of the benchmark (a partial benchmark is never filed as the whole)
+    split: str  # the benchmark's split the bundled data comes from
+
+
+ITEM_TESTS = ("value", "square", "true", "false", ">=", "<=", "==", "!=", "percent_of")
+AGGREGATES = ("mean", "std", "stratum_mean", "max_gap", "ambiguity_bias")
+
+
+@dataclass(frozen=True)
+class ItemValue:
+    """One number per item, read from its sample row.
+
+    test: "value" the field as a float; "square" its square; "true" / "false" 1 when the field is
+    truthy / falsy; ">=", "<=", "==", "!=" 1 when the field compares so with `arg`; "percent_of"
+    100 x the field / the number in field `arg`. With `when`, the value is 0 unless that field is
+    truthy (the field itself is then not read).
+    """
+
+    field: str
+    test: str = "value"
+    arg: JSONScalar = None
+    when: str = ""
+
+    def __post_init__(self) -> None:
+        if self.test not in ITEM_TESTS:
+            raise ValueError(f"item test {self.test!r} is not one of {', '.join(ITEM_TESTS)}")
+
+
+@dataclass(frozen=True)
+class PairedStatistic:
+    """How one metric is rebuilt from the probe's per-item rows, so the gate can pair two runs item by item.
+
+    aggregate (over the rows `where` and `present` select; columns are `values`):
+    "mean": scale x the mean of column 0; "std": the sample standard deviation from columns x, x^2;
+    "stratum_mean": scale x the mean within each `stratum`, averaged over strata; "max_gap": scale x
+    the largest gap between groups' means of column 0, strata "domain/group", largest over domains;
+    "ambiguity_bias": scale x (1 - mean of column 0) x (2 x sum of column 2 / sum of column 1 - 1)
+    (BBQ's s_AMB from correct, non-UNKNOWN and biased answers).
+    """
+
+    metric: str  # a metric name of this probe
+    description: str  # the per-item value and the aggregate, for the gate's report
+    values: tuple[ItemValue, ...]
+    aggregate: str = "mean"
+    scale: float = 1.0
+    where: tuple[tuple[str, JSONScalar], ...] = ()  # only rows whose field equals the value
+    present: tuple[str, ...] = ()  # only rows where these fields are not null
+    key: tuple[str, ...] = ("id",)  # the item's identity across runs: these fields joined by "/"
+    stratum: str = ""  # the field strata are read from ("" : one stratum)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+        object.__setattr__(self, "where", tuple((str(k), v) for k, v in self.where))
+        object.__setattr__(self, "present", tuple(self.present))
+        object.__setattr__(self, "key", tuple(self.key))
+        object.__setattr__(self, "scale", float(self.scale))
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate {self.aggregate!r} is not one of {', '.join(AGGREGATES)}")
+
+
 @dataclass(frozen=True)
 class ProbeInfo:
-    """What a report needs to present a probe, declared beside its code."""
+    """What every view needs to present a probe, declared beside its code and written to summary.json.
+
+    The first six fields are all that runs written before probes described themselves carry; there
+    `axis` is "" (see `described`) and a view falls back to the registry's current description.
+    """
 
     name: str
     version: str
@@ -278,6 +437,47 @@ class ProbeInfo:
     description: str
     citation: str
     data_license: str
+    axis: str = ""  # bias, toxicity, degeneration, truthfulness, hate-speech detection, or a new one
+    headline: tuple[Headline, ...] = ()  # the metrics the probe is read by, first one first
+    charts: tuple[ChartHint, ...] = ()  # empty: one bar chart per metric with groups
+    reading: SampleReading | None = None  # None: the generic reading of prompt / continuation / score
+    benchmark: BenchmarkIdentity | None = None  # None: not a published benchmark (no Hub dataset)
+    paired: tuple[PairedStatistic, ...] = ()  # the metrics the gate can test item by item
+
+    def __post_init__(self) -> None:
+        for name in ("headline", "charts", "paired"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        names = [s.metric for s in self.paired]
+        if len(names) != len(set(names)):
+            raise ValueError(f"probe {self.name}: a metric has two paired statistics")
+
+    @property
+    def described(self) -> bool:
+        """False for a summary written before probes described themselves (only the first six fields)."""
+        return bool(self.axis)
+
+    def statistic(self, metric: str) -> PairedStatistic | None:
+        """The per-item statistic of one metric, or None when it can only be compared by its CIs."""
+        return next((s for s in self.paired if s.metric == metric), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "ProbeInfo":
+        """Read `info` from summary.json; fields a run did not write (older runs) take their defaults."""
+        reading, bench = d.get("reading"), d.get("benchmark")
+        return ProbeInfo(
+            name=d["name"], version=str(d["version"]), title=d.get("title", ""),
+            description=d.get("description", ""), citation=d.get("citation", ""),
+            data_license=d.get("data_license", ""), axis=str(d.get("axis") or ""),
+            headline=tuple(Headline(**h) for h in d.get("headline") or ()),
+            charts=tuple(ChartHint(**c) for c in d.get("charts") or ()),
+            reading=None if reading is None else SampleReading(**reading),
+            benchmark=None if bench is None else BenchmarkIdentity(**bench),
+            paired=tuple(PairedStatistic(**{**s, "values": tuple(ItemValue(**v) for v in s["values"])})
+                         for s in d.get("paired") or ()),
+        )
 
 
 SCORE_KINDS = ("toxicity", "sentiment")

@@ -1,7 +1,7 @@
 """Plotly figures for the dashboard: the report's per-probe charts, and score distributions.
 
-Per-probe charts are the report's own (`reports.charts`: which metrics each probe charts, with
-their CIs, ideal lines and published reference markers), so the dashboard and the report never
+Per-probe charts are the report's own (`reports.charts`, from each probe's chart hints in its
+self-description: which metrics it charts, with their CIs, ideal lines and published reference markers), so the dashboard and the report never
 disagree about what a chart shows. Figures are handed to `st.plotly_chart` as plain dicts.
 Every label taken from a run is entity-escaped (`reports.escaping.plotly_label`), because
 plotly.js reads labels as pseudo-HTML.
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from audit.store import Run
-from reports.charts import ChartData, chart_from_spec, figure_json, probe_charts, CHART_SPECS
+from reports.charts import ChartData, chart_from_spec, figure_json, probe_charts
 from reports.escaping import plotly_label
 
 HIST_BINS = 20  # bins of 0.05 over [0, 1]
@@ -27,17 +27,17 @@ def charts_of(run: Run, probe: str) -> tuple[ChartData, ...]:
     summary = run.probes.get(probe)
     if summary is None:
         return ()
-    return probe_charts(probe, summary.metrics, run.references, id_prefix=f"dash-{probe}")
+    return probe_charts(probe, summary.metrics, run.references, hints=summary.info.charts, id_prefix=f"dash-{probe}")
 
 
-def chart_by_metric(run: Run, probe: str, metric: str) -> ChartData | None:
-    """The report's chart of `probe` that draws `metric` (e.g. RTP's prompt-bucket view), if any."""
+def chart_about(run: Run, probe: str, focus: str) -> ChartData | None:
+    """The first of `probe`'s declared charts about `focus` (e.g. RTP's prompt-bucket view of toxicity), if any."""
     summary = run.probes.get(probe)
     if summary is None:
         return None
-    for i, spec in enumerate(CHART_SPECS.get(probe, ())):
-        if metric in spec.metrics:
-            return chart_from_spec(f"dash-{probe}-{i}", probe, spec, summary.metrics, run.references)
+    for i, hint in enumerate(summary.info.charts):
+        if hint.focus == focus:
+            return chart_from_spec(f"dash-{probe}-{i}", probe, hint, summary.metrics, run.references)
     return None
 
 

@@ -1,5 +1,6 @@
 """Bias: each bias probe's per-group charts with CIs (CrowS categories, StereoSet domains, BBQ
-categories, HolisticBias axes, BOLD groups), and one group drilled into: its numbers and items."""
+categories, HolisticBias axes, BOLD groups), and one group drilled into: its numbers and items.
+A bias probe is one whose self-description names the axis "bias"."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dashboards.tables import group_values, groups_of
 from dashboards.text import literal_markdown
 from dashboards.ui import keep_valid, needs_run, run_title, write
 
-BIAS_PROBES = ("crows_pairs", "stereoset", "bbq", "winobias", "holistic_bias", "bold")
+AXIS = "bias"
 ITEM_ROWS = 500  # items listed for one group (the count says how many there are)
 ITEM_COLUMNS = ["id", "variant", "score", "context", "text"]
 
@@ -25,9 +26,9 @@ def render(ctx: Context) -> None:
         return
     run = ctx.run
     assert run is not None
-    probes = [p for p in BIAS_PROBES if p in run.probes]
+    probes = [p for p, s in run.probes.items() if s.info.axis == AXIS]
     if not probes:
-        st.info("This run has no bias probe (" + ", ".join(BIAS_PROBES) + "). Run one with "
+        st.info("This run has no bias probe (a probe whose axis is bias). Run one with "
                 "`opt-audit run --model M --probes crows_pairs,stereoset,bbq`.")
         return
     keep_valid("bias_probe", probes)
@@ -63,7 +64,7 @@ def render(ctx: Context) -> None:
             st.caption("This run wrote no samples file for this probe, so its items cannot be listed.")
         return
     items = rows_in_group(loaded.frame, group)
-    how = reading(probe)
+    how = reading(probe, info)
     st.caption(f"{len(items):,} items in {literal_markdown(group)} · score = {literal_markdown(how.score_name)}: "
                f"{literal_markdown(how.score_meaning)}"
                + (f" · first {ITEM_ROWS} shown (all of them on the Samples page)" if len(items) > ITEM_ROWS else ""))

@@ -16,6 +16,7 @@ from dashboards.runs import Fingerprint, fingerprint, probe_samples
 from dashboards.tables import changes_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import keep_valid, needs_run, run_title
+from reports.describe import described
 from audit import formatting as fmt
 
 TOP_ITEMS = 10
@@ -28,7 +29,7 @@ def _number() -> object:
 @st.cache_data(show_spinner="Testing every metric item by item…", max_entries=16)
 def _cached_comparison(base_path: str, base_fp: Fingerprint, cand_path: str, cand_fp: Fingerprint) -> Comparison:
     """`compare_runs` (permutation tests over every metric's items), cached on both runs' fingerprints."""
-    return compare_runs(load_run(Path(base_path)), load_run(Path(cand_path)))
+    return compare_runs(described(load_run(Path(base_path))), described(load_run(Path(cand_path))))
 
 
 def comparison_of(base_path: Path, cand_path: Path) -> Comparison:

@@ -44,7 +44,7 @@ def render(ctx: Context) -> None:
     if bounds is not None and bounds[0] < bounds[1]:
         # One slider per probe selection: its range changes with the probes, so its state must too.
         slot = hashlib.sha256("\0".join(wanted).encode()).hexdigest()[:12]
-        names = sorted({reading(p).score_name for p in wanted})
+        names = sorted({reading(p, run.probes[p].info).score_name for p in wanted})
         lo, hi = st.slider(f"Score range ({', '.join(names)})", bounds[0], bounds[1], bounds,
                            key=f"samples_score_{slot}")
         if (lo, hi) != bounds:
@@ -67,6 +67,6 @@ def render(ctx: Context) -> None:
                        on_click="ignore", disabled=page.total == 0)
     with st.expander("What the score means, per probe"):
         for p in wanted:
-            how = reading(p)
+            how = reading(p, run.probes[p].info)
             st.caption(f"{literal_markdown(p)}: {literal_markdown(how.score_name)} — "
                        f"{literal_markdown(how.score_meaning)}")

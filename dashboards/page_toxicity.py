@@ -6,16 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards.context import Context
-from dashboards.figures import chart_by_metric, plotly_spec, score_histogram
+from dashboards.figures import chart_about, plotly_spec, score_histogram
 from dashboards.runs import samples_of
-from dashboards.samples import TOXICITY_PROBES
+from dashboards.samples import TOXICITY, reading
 from dashboards.tables import metrics_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import needs_run, run_title, write
 from audit import formatting as fmt
 
-VIEWS = (("real_toxicity_prompts", "mean_toxicity_by_prompt_bucket"), ("toxigen", "pct_toxic_hate_prompts"),
-         ("bold", "toxicity_rate"))
 WARNING = ("Content warning: the most toxic continuations can contain slurs, threats and other offensive "
            "text. They are shown as the model wrote them.")
 
@@ -26,9 +24,10 @@ def render(ctx: Context) -> None:
         return
     run = ctx.run
     assert run is not None
-    probes = [p for p in TOXICITY_PROBES if p in run.probes]
+    # the probes whose samples are continuations scored for toxicity, as each describes its samples
+    probes = [p for p, s in run.probes.items() if reading(p, s.info).score_name == TOXICITY]
     if not probes:
-        st.info("This run has no toxicity probe (" + ", ".join(TOXICITY_PROBES) + ").")
+        st.info("This run has no toxicity probe (a probe whose samples are scored for toxicity).")
         return
     metrics = metrics_frame(run, probes)
     scored = metrics[metrics["scorer"].str.startswith("toxicity")]
@@ -51,8 +50,8 @@ def render(ctx: Context) -> None:
         st.plotly_chart(score_histogram(frame, title="Toxicity of continuations", x_title="toxicity"),
                         key="tox_hist", config={"displaylogo": False})
 
-    for probe, metric in VIEWS:
-        chart = chart_by_metric(run, probe, metric)
+    for probe in probes:  # each probe's first chart about toxicity, as its chart hints say
+        chart = chart_about(run, probe, TOXICITY)
         if chart is not None:
             st.plotly_chart(plotly_spec(chart), key=f"tox_{probe}", config={"displaylogo": False})
             if chart.note:

@@ -21,13 +21,7 @@ import streamlit as st
 from audit.errors import AuditError
 from audit.store import MANIFEST, SAMPLES_DIR, SUMMARY, Run, load_manifest, load_run
 from dashboards.samples import empty_frame, sample_frame
-
-HEADLINE: tuple[tuple[str, str], ...] = (
-    ("crows_pairs", "pct_stereotype"), ("stereoset", "overall_icat"), ("bbq", "bias_score_disambig"),
-    ("real_toxicity_prompts", "expected_max_toxicity"), ("toxigen", "pct_toxic"), ("bold", "max_gap_negative"),
-    ("truthfulqa", "mc2"), ("repetition", "loop_rate"),
-)
-"""The metrics the Runs table shows per run: one per probe, as the README's demo table does."""
+from reports.describe import described
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -44,7 +38,7 @@ class RunEntry:
     started: str
     probes: int
     problem: str
-    headline: tuple[tuple[str, float | None], ...] = ()  # ("probe.metric", value) in HEADLINE order
+    headline: tuple[tuple[str, float | None], ...] = ()  # ("probe.metric", value): each probe's first headline
 
     @property
     def usable(self) -> bool:
@@ -95,12 +89,13 @@ def read_entry(run_dir: Path) -> RunEntry:
                 model=str(model.get("model") or spec_model.get("model") or ""), suite=str(spec.get("suite") or ""),
                 started=str(manifest.get("started_at") or ""))
     try:
-        run = load_run(run_dir)
+        run = described(load_run(run_dir))
     except AuditError as e:
         return RunEntry(**base, probes=len(manifest.get("probes") or ()), problem=str(e))
     headline = []
-    for probe, name in HEADLINE:
-        m = run.metric(probe, name)
+    for probe, summary in run.probes.items():  # the Runs table: each probe's first headline metric
+        name = summary.info.headline[0].metric if summary.info.headline else None
+        m = run.metric(probe, name) if name else None
         if m is not None:
             headline.append((f"{probe}.{name}", m.value if m.ok else None))
     return RunEntry(**base, probes=len(run.probes), problem="", headline=tuple(headline))
@@ -122,7 +117,7 @@ def discover(runs_dir: Path) -> tuple[RunEntry, ...]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _cached_run(path: str, fp: Fingerprint) -> Run:
-    return load_run(Path(path))
+    return described(load_run(Path(path)))  # every probe described, old runs included (reports.describe)
 
 
 def open_run(entry: RunEntry) -> Run:
@@ -144,7 +139,8 @@ class ProbeSamples:
 def _cached_samples(_run: Run, path: str, probe: str, size: int, mtime_ns: int) -> ProbeSamples:
     # `_run` is not hashed (leading underscore); the path, size and mtime make the key.
     try:
-        return ProbeSamples(probe, sample_frame(probe, _run.samples(probe)))
+        summary = _run.probes.get(probe)  # a samples file without a summary entry reads by its name
+        return ProbeSamples(probe, sample_frame(probe, _run.samples(probe), summary.info if summary else None))
     except FileNotFoundError:
         return ProbeSamples(probe, empty_frame(), missing=True)
     except AuditError as e:

@@ -16,10 +16,12 @@ read into the same columns:
     score     one number per sample, named in score_name (see SCORES); NaN when the row has none
     score_name
 
-Repetition rows also keep `loop`, `loop_char_start`, `loop_period` and `loop_repeats` so the
-repetition page can highlight where a loop starts. Unknown probes get a generic reading (prompt
-or context, continuation or text, and a `score` or `toxicity` number), so a new probe shows up
-without touching this module. Texts stay plain strings: escaping is the page's job.
+Which fields make these columns is the probe's own word: the sample reading of its
+self-description (`audit.types.SampleReading`, in summary.json). Rows of a probe whose reading
+highlights loops (repetition) also keep `loop`, `loop_char_start`, `loop_period` and
+`loop_repeats`, so the repetition page can highlight where a loop starts. A probe without a
+reading gets a generic one (prompt or context, continuation or text, and a `score` or `toxicity`
+number). This module knows no probe by name. Texts stay plain strings: escaping is the page's job.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import pandas as pd
+
+from audit.types import ProbeInfo, SampleReading
+from reports.describe import full_info, registered_info
 
 COLUMNS = ("probe", "item", "id", "group", "variant", "context", "text", "score", "score_name")
 LOOP_COLUMNS = ("loop", "loop_char_start", "loop_period", "loop_repeats")
@@ -74,8 +79,69 @@ def _diff(a: Any, b: Any) -> float | None:
     return None if a is None or b is None else a - b
 
 
+def _field(row: Mapping[str, Any], path: str) -> Any:
+    """The value at `path` ("a.b": key b of the object under key a); None where the path is absent."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _score(x: Any) -> float | None:
+    """A score: a finite number, or 1 / 0 for a yes/no field (BBQ's `correct`)."""
+    return float(x) if isinstance(x, bool) else number(x)
+
+
+def _chosen(row: Mapping[str, Any], how: SampleReading) -> str:
+    """The option of `how.choices` at index `how.pick`, or the one highest in the parallel list `how.best`."""
+    options = row.get(how.choices)
+    if not isinstance(options, list):
+        return ""
+    if how.pick:
+        i = row.get(how.pick)
+        return _text(options[i]) if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(options) else ""
+    values = row.get(how.best)
+    if not options or not isinstance(values, list) or len(values) != len(options):
+        return ""
+    top = max(((number(v), i) for i, v in enumerate(values) if number(v) is not None), default=None)
+    return _text(options[top[1]]) if top else ""
+
+
+def _extractor(how: SampleReading) -> Callable[[Mapping[str, Any]], Iterator[SampleRow]]:
+    """The samples of one row, read as a probe's description says (`audit.types.SampleReading`)."""
+    def text_of(row: Mapping[str, Any]) -> str:
+        if how.choices:
+            return _chosen(row, how)
+        if len(how.text) == 1:
+            return _text(_field(row, how.text[0]))
+        return "\n".join(f"{k.replace('_', '-')}: {_text(_field(row, k))}" for k in how.text)
+
+    def score_of(row: Mapping[str, Any]) -> float | None:
+        if not how.score:
+            return None
+        if how.minus:
+            return _diff(_field(row, how.score), _field(row, how.minus))
+        return _score(_field(row, how.score))
+
+    def extract(row: Mapping[str, Any]) -> Iterator[SampleRow]:
+        context = _text(_field(row, how.context)) if how.context else ""
+        if how.samples:  # several continuations per row, with a parallel list of scores
+            texts = row.get(how.samples) or []
+            scores = row.get(how.score)
+            scores = scores if isinstance(scores, list) else []
+            for i, text in enumerate(texts if isinstance(texts, list) else []):
+                yield SampleRow(f"sample {i + 1}", context, _text(text), number(scores[i]) if i < len(scores) else None)
+            return
+        variant = _text(_field(row, how.variant)) if how.variant else ""
+        yield SampleRow(variant, context, text_of(row), score_of(row), item_suffix=variant if how.item_suffix else "")
+
+    return extract
+
+
 def _many_continuations(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    """Several sampled continuations per prompt, with a parallel `toxicity` list (RTP, custom prompts)."""
+    """Several sampled continuations per prompt, with a parallel `toxicity` list."""
     texts = row.get("continuations") or []
     tox = row.get("toxicity")
     tox = tox if isinstance(tox, list) else []
@@ -84,67 +150,8 @@ def _many_continuations(row: Mapping[str, Any]) -> Iterator[SampleRow]:
                         number(tox[i]) if i < len(tox) else None)
 
 
-def _one_continuation(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    """One continuation scored for toxicity (ToxiGen, BOLD)."""
-    yield SampleRow(_text(row.get("kind")), _text(row.get("prompt")),
-                    _text(row.get("continuation")), number(row.get("toxicity")))
-
-
-def _repetition(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    decoding = _text(row.get("decoding"))
-    yield SampleRow(decoding, _text(row.get("prompt")), _text(row.get("continuation")),
-                    number(row.get("seq_rep_4")), item_suffix=decoding)
-
-
-def _crows(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    yield SampleRow(_text(row.get("direction")), _text(row.get("sent_less")), _text(row.get("sent_more")),
-                    _diff(row.get("ll_more"), row.get("ll_less")))
-
-
-def _stereoset(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    task = _text(row.get("task"))
-    options = "\n".join(f"{k.replace('_', '-')}: {_text(row.get(k))}"
-                        for k in ("stereotype", "anti_stereotype", "unrelated"))
-    yield SampleRow(task, _text(row.get("context")), options,
-                    _diff(row.get("score_stereotype"), row.get("score_anti_stereotype")), item_suffix=task)
-
-
-def _bbq(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    answers, pred = row.get("answers"), row.get("pred")
-    chosen = answers[pred] if isinstance(answers, list) and isinstance(pred, int) and 0 <= pred < len(answers) else ""
-    correct = row.get("correct")
-    yield SampleRow(_text(row.get("context_condition")), _text(row.get("prompt")), _text(chosen),
-                    None if not isinstance(correct, bool) else float(correct))
-
-
-def _winobias(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    yield SampleRow(_text(row.get("pro_pronoun")), _text(row.get("anti")), _text(row.get("pro")),
-                    number(row.get("ll_gap")))
-
-
-def _holistic(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    yield SampleRow(_text(row.get("descriptor")), _text(row.get("template")), _text(row.get("text")),
-                    number(row.get("perplexity")))
-
-
-def _ethos(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    zero = row.get("zero_shot") if isinstance(row.get("zero_shot"), Mapping) else {}
-    yield SampleRow(_text(row.get("agreement")), "", _text(row.get("comment")),
-                    _diff(zero.get("ll_yes"), zero.get("ll_no")))
-
-
-def _truthfulqa(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    answers, lls = row.get("mc1_answers"), row.get("mc1_lls")
-    best = ""
-    if isinstance(answers, list) and isinstance(lls, list) and answers and len(answers) == len(lls):
-        scored = [(number(ll), i) for i, ll in enumerate(lls)]
-        top = max((s for s in scored if s[0] is not None), default=None)
-        best = _text(answers[top[1]]) if top else ""
-    yield SampleRow("", _text(row.get("question")), best, number(row.get("mc2")))
-
-
 def _generic(row: Mapping[str, Any]) -> Iterator[SampleRow]:
-    """A probe this module does not know: its prompt/context and continuation/text, and a score."""
+    """A probe that does not say how to read its rows: its prompt/context and continuation/text, and a score."""
     if isinstance(row.get("continuations"), list):
         yield from _many_continuations(row)
         return
@@ -154,42 +161,28 @@ def _generic(row: Mapping[str, Any]) -> Iterator[SampleRow]:
     yield SampleRow("", _text(context), _text(text), score if score is not None else number(row.get("toxicity")))
 
 
-READINGS: Mapping[str, Reading] = {
-    "real_toxicity_prompts": Reading("toxicity", "toxicity of the continuation (0-1, higher is more toxic)",
-                                     _many_continuations, "max"),
-    "custom_prompts": Reading("toxicity", "toxicity of the continuation (0-1, higher is more toxic)",
-                              _many_continuations, "max"),
-    "toxigen": Reading("toxicity", "toxicity of the continuation (0-1, higher is more toxic)", _one_continuation),
-    "bold": Reading("toxicity", "toxicity of the continuation (0-1, higher is more toxic)", _one_continuation),
-    "repetition": Reading("seq_rep_4", "share of repeated 4-grams in the continuation (0-1, higher loops more)",
-                          _repetition, loops=True),
-    "crows_pairs": Reading("ll_more - ll_less", "log-likelihood of the more stereotypical sentence minus the "
-                                                "less stereotypical one (nats; > 0 prefers the stereotype)", _crows),
-    "stereoset": Reading("stereotype - anti", "per-token log-likelihood of the stereotype minus the "
-                                              "anti-stereotype (> 0 prefers the stereotype)", _stereoset),
-    "bbq": Reading("correct", "1 if the chosen answer is correct, else 0", _bbq),
-    "winobias": Reading("ll_gap", "log-likelihood of the pro- minus the anti-stereotypical sentence (nats)",
-                        _winobias),
-    "holistic_bias": Reading("perplexity", "perplexity of the sentence", _holistic),
-    "ethos": Reading("ll_yes - ll_no", "zero-shot log-likelihood of ' yes' minus ' no' (> 0 predicts hate)",
-                     _ethos),
-    "truthfulqa": Reading("mc2", "normalised probability mass on the true answers (0-1)", _truthfulqa),
-}
 GENERIC = Reading("score", "the row's score or toxicity field", _generic, loops=True)
-TOXICITY_PROBES = ("real_toxicity_prompts", "toxigen", "bold", "custom_prompts")
+TOXICITY = "toxicity"  # the score name of probes whose samples are continuations scored for toxicity
 
 
-def reading(probe: str) -> Reading:
-    """How `probe`'s rows read as samples (a generic reading for probes this module does not know)."""
-    return READINGS.get(probe, GENERIC)
+def reading(probe: str, info: ProbeInfo | None = None) -> Reading:
+    """How `probe`'s rows read as samples: as its description says (`info`, from the run; for a run
+    written before probes described themselves, the registered description of that name), else the
+    generic reading."""
+    info = full_info(probe, info) if info is not None else registered_info(probe)
+    how = info.reading if info is not None else None
+    if how is None:
+        return GENERIC
+    return Reading(how.score_name, how.score_meaning, _extractor(how), how.item_aggregate, how.loops)
 
 
-def sample_frame(probe: str, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The rows of one probe as a table in `COLUMNS` (plus `LOOP_COLUMNS` for repetition rows).
+def sample_frame(probe: str, rows: Iterable[Mapping[str, Any]], info: ProbeInfo | None = None) -> pd.DataFrame:
+    """The rows of one probe as a table in `COLUMNS` (plus `LOOP_COLUMNS` when its reading highlights loops).
 
-    A row that is not a JSON object raises ValueError naming it (the caller names the file).
+    `info` is the probe's description from the run (see `reading`). A row that is not a JSON object
+    raises ValueError naming it (the caller names the file).
     """
-    how = reading(probe)
+    how = reading(probe, info)
     cols: dict[str, list[Any]] = {c: [] for c in COLUMNS if c not in ("probe", "score_name")}
     loops: dict[str, list[Any]] = {c: [] for c in LOOP_COLUMNS}
     has_loops = False
@@ -233,7 +226,7 @@ def empty_frame() -> pd.DataFrame:
     return sample_frame("", [])
 
 
-def item_scores(frame: pd.DataFrame, probe: str) -> pd.Series:
+def item_scores(frame: pd.DataFrame, probe: str, info: ProbeInfo | None = None) -> pd.Series:
     """One score per item of one probe (index: item), for pairing two runs item by item.
 
     Several samples of one item are combined as the probe's reading says: RealToxicityPrompts
@@ -242,5 +235,5 @@ def item_scores(frame: pd.DataFrame, probe: str) -> pd.Series:
     """
     rows = frame[frame["probe"] == probe]
     scores = rows.groupby("item", sort=False)["score"]
-    out = scores.max() if reading(probe).item_aggregate == "max" else scores.mean()
+    out = scores.max() if reading(probe, info).item_aggregate == "max" else scores.mean()
     return out.dropna()

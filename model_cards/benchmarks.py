@@ -1,8 +1,11 @@
 """How each probe appears in a Hugging Face `model-index`: task type, dataset id, config, split.
 
-The Hub groups results by (task type, dataset type, config, split), so these identities must be
-stable across opt-audit versions. `dataset_type` is the benchmark's Hub dataset id, and only an id
-that was checked to exist on the Hub and to hold the same benchmark (see the table's comments);
+Each probe declares its identity beside its code (`audit.types.BenchmarkIdentity`, in its
+self-description and so in summary.json); this module turns it into the card's `Benchmark`, with
+the RAI dimension its axis belongs to. The Hub groups results by (task type, dataset type, config,
+split), so these identities must be stable across opt-audit versions. `dataset_type` is the
+benchmark's Hub dataset id, and only an id that was checked to exist on the Hub and to hold the
+same benchmark (see the comment beside each probe's declaration);
 where no such dataset exists it is None and the probe's metrics stay out of model-index (the
 card's body lists them with that reason), because model-index requires a dataset id and an id in
 a namespace nobody publishes would point readers at nothing. `config` names the part of the
@@ -25,6 +28,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from audit.types import ProbeInfo
+from reports.describe import full_info, registered_info
+
 
 @dataclass(frozen=True)
 class Benchmark:
@@ -39,43 +45,11 @@ class Benchmark:
 
 
 _LM = "text-generation"
-_LIKELIHOOD = "Stereotype preference by sentence likelihood"
 
-# Hub ids, as checked (search of Hub pages and of code that loads them, this release):
-#   nyu-mll/crows_pairs, McGill-NLP/stereoset, uclanlp/wino_bias, AlexaAI/bold,
-#   allenai/real-toxicity-prompts, iamollas/ethos, truthfulqa/truthful_qa: the benchmarks' own ids.
-#   heegyu/bbq: no BBQ upload by its authors exists; this is the copy of nyu-mll/BBQ that
-#     evaluation code loads (Elfsong/BBQ and seyoungsong/BBQ are other copies).
-#   holistic_bias: None. fairnlp/holistic-bias holds v1.0 (not from the authors); we bundle v1.1.
-#   toxigen: None. toxigen/toxigen-data holds the annotated and generated statements, not the
-#     prompt files this probe runs (probes/data/toxigen/SOURCE.md).
-#   repetition, custom_prompts: None; they are opt-audit's own tests, not published benchmarks.
-BENCHMARKS: Mapping[str, Benchmark] = {
-    "crows_pairs": Benchmark(_LM, _LIKELIHOOD, "nyu-mll/crows_pairs", "crows_pairs_anonymized", "test",
-                             "fairness"),
-    "stereoset": Benchmark(_LM, _LIKELIHOOD, "McGill-NLP/stereoset", "intrasentence+intersentence",
-                           "validation", "fairness"),
-    "bbq": Benchmark("multiple-choice", "Bias in question answering (answer likelihood)", "heegyu/bbq",
-                     "6-of-11-categories", "test", "fairness"),
-    "winobias": Benchmark(_LM, _LIKELIHOOD, "uclanlp/wino_bias",
-                          "type1_pro+type1_anti+type2_pro+type2_anti", "test", "fairness"),
-    "holistic_bias": Benchmark(_LM, "Perplexity differences across demographic descriptors",
-                               None, "v1.1", "all", "fairness"),
-    "bold": Benchmark(_LM, "Open-ended generation: sentiment and toxicity across groups", "AlexaAI/bold",
-                      "all-domains", "train", "fairness"),
-    "real_toxicity_prompts": Benchmark(_LM, "Toxic degeneration in sampled continuations",
-                                       "allenai/real-toxicity-prompts", "decodingtrust-toxic+nontoxic",
-                                       "train", "toxicity"),
-    "toxigen": Benchmark(_LM, "Toxic continuations of statements about target groups",
-                         None, "prompts", "all", "toxicity"),
-    "ethos": Benchmark("text-classification", "Hate speech detection by prompting (zero-, one-, few-shot)",
-                       "iamollas/ethos", "binary", "train", "toxicity"),
-    "truthfulqa": Benchmark("multiple-choice", "Truthful answers to misleading questions (MC1, MC2)",
-                            "truthfulqa/truthful_qa", "multiple_choice", "validation", "robustness"),
-    "repetition": Benchmark(_LM, "Repetition and degeneration in long continuations",
-                            None, "bold-prompts", "all", "robustness"),
-    "custom_prompts": Benchmark(_LM, "Generation on user-supplied prompts", None,
-                                "user-file", "all", "toxicity"),
+# The card's RAI dimension of each usual axis; a probe on a new axis gets a dimension of that name.
+AXIS_DIMENSIONS: Mapping[str, str] = {
+    "bias": "fairness", "toxicity": "toxicity", "hate-speech detection": "toxicity",
+    "truthfulness": "robustness", "degeneration": "robustness",
 }
 
 DIMENSIONS = {
@@ -85,10 +59,18 @@ DIMENSIONS = {
 }
 
 
-def benchmark(probe: str) -> Benchmark:
-    """The probe's identity; a probe this table does not know has no Hub dataset."""
-    return BENCHMARKS.get(probe) or Benchmark(_LM, "Language model evaluation", None,
-                                              "default", "all", "robustness")
+def benchmark(probe: str, info: ProbeInfo | None = None) -> Benchmark:
+    """The probe's identity in model-index, from its self-description (`info`, from the run; for a run
+    written before probes described themselves, or without `info`, the registered description of that
+    name). A probe without a benchmark identity has no Hub dataset."""
+    info = full_info(probe, info) if info is not None else registered_info(probe)
+    if info is None or not info.described:
+        return Benchmark(_LM, "Language model evaluation", None, "default", "all", "robustness")
+    dimension = AXIS_DIMENSIONS.get(info.axis, info.axis)
+    b = info.benchmark
+    if b is None:
+        return Benchmark(_LM, "Language model evaluation", None, "default", "all", dimension)
+    return Benchmark(b.task_type, b.task_name, b.dataset_id, b.config, b.split, dimension)
 
 
 def data_digest(data_sha256: Any) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from audit.store import Run
-from audit.types import Metric
+from audit.types import Metric, ProbeInfo
 from model_cards.benchmarks import benchmark, data_digest
 from model_cards.info import CardInfo
 
@@ -35,12 +35,13 @@ def reportable(metric: Metric) -> bool:
             and math.isfinite(metric.value))
 
 
-def in_model_index(probe: str, metric: Metric) -> bool:
-    """Whether a metric goes to model-index: reportable, and its benchmark has a Hub dataset id."""
-    return reportable(metric) and benchmark(probe).dataset_type is not None
+def in_model_index(probe: str, metric: Metric, info: ProbeInfo | None = None) -> bool:
+    """Whether a metric goes to model-index: reportable, and its benchmark has a Hub dataset id
+    (`info`: the probe's description from the run; see `benchmarks.benchmark`)."""
+    return reportable(metric) and benchmark(probe, info).dataset_type is not None
 
 
-def not_reported_reason(probe: str, metric: Metric) -> str:
+def not_reported_reason(probe: str, metric: Metric, info: ProbeInfo | None = None) -> str:
     """Why a metric is left out of model-index ('' when it is not left out)."""
     if not metric.ok:
         return metric.status.removeprefix("skipped:").strip() or metric.status
@@ -48,7 +49,7 @@ def not_reported_reason(probe: str, metric: Metric) -> str:
         return metric.caveat
     if not reportable(metric):
         return f"value is not a finite number ({metric.value!r})"
-    if benchmark(probe).dataset_type is None:
+    if benchmark(probe, info).dataset_type is None:
         return "no Hub dataset holds this benchmark's data, and model-index requires a dataset id"
     return ""
 
@@ -64,8 +65,8 @@ def model_name(run: Run) -> str:
 def card_tags(run: Run, info: CardInfo) -> list[str]:
     """opt-audit's tags, one per RAI area the run measured, then the user's (no repeats)."""
     tags = list(BASE_TAGS)
-    for probe in run.probes:
-        tag = _DIMENSION_TAGS.get(benchmark(probe).dimension)
+    for probe, summary in run.probes.items():
+        tag = _DIMENSION_TAGS.get(benchmark(probe, summary.info).dimension)
         if tag and tag not in tags:
             tags.append(tag)
     for tag in info.tags:
@@ -84,10 +85,10 @@ def index_results(run: Run) -> list[dict[str, Any]]:
     spec = run.manifest.get("spec") or {}
     results: list[dict[str, Any]] = []
     for probe, summary in run.probes.items():
-        metrics = [_metric_entry(m) for m in summary.metrics if in_model_index(probe, m)]
+        metrics = [_metric_entry(m) for m in summary.metrics if in_model_index(probe, m, summary.info)]
         if not metrics:
             continue
-        bench = benchmark(probe)
+        bench = benchmark(probe, summary.info)
         dataset: dict[str, Any] = {"name": " ".join(summary.info.title.split()), "type": bench.dataset_type,
                                    "config": bench.config, "split": bench.split}
         probe_manifest = (run.manifest.get("probes") or {}).get(probe) or {}

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from audit.store import Run
 from audit.tiny import TINY_NAME
-from audit.types import Metric
+from audit.types import Metric, ProbeInfo
 from model_cards.benchmarks import DIMENSIONS, Benchmark, benchmark, data_digest
 from model_cards.metadata import in_model_index, model_name, not_reported_reason, reportable
 
@@ -186,12 +186,12 @@ def _direction(m: Metric) -> str:
     return "—"
 
 
-def _metric_row(probe: str, title: str, m: Metric) -> MetricRow:
+def _metric_row(probe: str, title: str, m: Metric, info: ProbeInfo | None = None) -> MetricRow:
     ci = "—" if m.ci is None or not m.ok else f"{fmt_num(m.ci[0])} – {fmt_num(m.ci[1])}"
     return MetricRow(probe=probe, probe_title=title, name=m.name, description=m.description,
                      value=fmt_num(m.value) if m.ok else "—", ci=ci, ci_method=m.ci_method, n=m.n,
                      unit=m.unit, direction=_direction(m), status=m.status, caveat=m.caveat, finite=reportable(m),
-                     reported=in_model_index(probe, m), reason=not_reported_reason(probe, m))
+                     reported=in_model_index(probe, m, info), reason=not_reported_reason(probe, m, info))
 
 
 def _probe_view(run: Run, name: str) -> ProbeView:
@@ -205,8 +205,8 @@ def _probe_view(run: Run, name: str) -> ProbeView:
         name=name, title=info.title, version=str(info.version), description=info.description,
         citation=info.citation, data_license=info.data_license,
         requests=int(requests) if isinstance(requests, int) else None,
-        benchmark=benchmark(name), digest=data_digest(sha), files=files,
-        metrics=tuple(_metric_row(name, info.title, m) for m in summary.metrics),
+        benchmark=benchmark(name, info), digest=data_digest(sha), files=files,
+        metrics=tuple(_metric_row(name, info.title, m, info) for m in summary.metrics),
     )
 
 
@@ -268,7 +268,7 @@ def _ci_methods(rows: list[MetricRow]) -> tuple[tuple[str, tuple[str, ...]], ...
 def _spreads(run: Run) -> tuple[GroupSpread, ...]:
     out = []
     for probe, summary in run.probes.items():
-        if benchmark(probe).dimension not in ("fairness", "toxicity"):
+        if benchmark(probe, summary.info).dimension not in ("fairness", "toxicity"):
             continue
         for m in summary.metrics:
             groups = [(k, g.value) for k, g in m.groups.items() if math.isfinite(g.value)]

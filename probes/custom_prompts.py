@@ -35,7 +35,8 @@ from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
-from audit.types import Generate, Generation, GenParams, Metric, ProbeInfo, Request, Result, TextScores
+from audit.types import (BenchmarkIdentity, GenParams, Generate, Generation, Headline, Metric, ProbeInfo, Request,
+                         Result, SampleReading, TextScores)
 from probes.loading import ProbeConfig, fixed_subset, parse_json_line, row_error, sha256_text
 
 RTP = ("Samuel Gehman, Suchin Gururangan, Maarten Sap, Yejin Choi, Noah A. Smith. RealToxicityPrompts: "
@@ -55,6 +56,12 @@ INFO = ProbeInfo(
                  "(VADER) continuations, per group."),
     citation=f"{RTP} Sentiment thresholds: {BOLD} {VADER}",
     data_license="supplied by the user",
+    axis="toxicity",
+    headline=(Headline("expected_max_toxicity", False),),
+    reading=SampleReading("toxicity", "toxicity of the continuation (0-1, higher is more toxic)", context="prompt",
+                          samples="continuations", score="toxicity", item_aggregate="max"),
+    benchmark=BenchmarkIdentity("text-generation", "Generation on user-supplied prompts", None, "user-file",
+                                "all"),  # the user's own prompts: no published benchmark
 )
 
 NO_DATA = "custom_prompts needs --prompts FILE.jsonl"

@@ -52,8 +52,8 @@ import numpy as np
 from audit.caveats import single_class_caveat, with_caveat
 from audit.errors import AuditError
 from audit.metrics import bootstrap_ci, group_indices, proportion_metric, stable_seed
-from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
-                         TextScores, skipped_metric)
+from audit.types import (BenchmarkIdentity, ChartHint, GroupValue, Headline, LogLikelihood, LogLikelihoodResult, Metric,
+                         ProbeInfo, Request, Result, SampleReading, TextScores, skipped_metric)
 from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text
 
 OPT = ("Susan Zhang, Stephen Roller, Naman Goyal, Mikel Artetxe, Moya Chen, Shuohui Chen, Christopher Dewan, "
@@ -76,6 +76,17 @@ INFO = ProbeInfo(
                  "as in the OPT paper."),
     citation=CITATION,
     data_license="GPL-3.0 (ETHOS, shipped as separate data)",
+    axis="hate-speech detection",
+    headline=(Headline("f1_few_shot", True),),
+    charts=(ChartHint("F1 by annotator agreement", ("f1_zero_shot", "f1_one_shot", "f1_few_shot"),
+                      ("zero-shot", "one-shot", "few-shot")),
+            ChartHint("Accuracy by gold label", ("accuracy_zero_shot", "accuracy_one_shot", "accuracy_few_shot"),
+                      ("zero-shot", "one-shot", "few-shot"))),
+    reading=SampleReading("ll_yes - ll_no", "zero-shot log-likelihood of ' yes' minus ' no' (> 0 predicts hate)",
+                          text=("comment",), variant="agreement", score="zero_shot.ll_yes", minus="zero_shot.ll_no"),
+    # iamollas/ethos: the benchmark's own Hub id (checked)
+    benchmark=BenchmarkIdentity("text-classification", "Hate speech detection by prompting (zero-, one-, few-shot)",
+                                "iamollas/ethos", "binary", "train"),
 )
 
 QUICK_LIMIT = 50  # comments; 6 log-likelihood requests each (3 prompts x " yes"/" no")

@@ -24,7 +24,8 @@ from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
-from audit.types import Generate, Generation, GenParams, GroupValue, Metric, ProbeInfo, Request, Result, TextScores, skipped_metric
+from audit.types import (BenchmarkIdentity, ChartHint, GenParams, Generate, Generation, GroupValue, Headline, ItemValue,
+                         Metric, PairedStatistic, ProbeInfo, Request, Result, SampleReading, TextScores, skipped_metric)
 from probes.loading import ProbeConfig, bundled, data_paths, fixed_subset, read_json, sha256_text
 from probes.repetition_stats import (MAX_PERIOD, MIN_REPEATS, PHRASE_LOOP, TOKEN_LOOP, detect_loop, distinct_n,
                                      distinct_n_jackknife_ci, loop_char_start, seq_rep_n)
@@ -39,6 +40,25 @@ BOLD = ("Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksach
         "Rahul Gupta. BOLD: Dataset and Metrics for Measuring Biases in Open-Ended Language "
         "Generation. FAccT 2021.")
 
+def _paired(decoding: str) -> tuple[PairedStatistic, ...]:
+    """The gate's per-prompt statistics of one decoding's metrics (greedy: no suffix)."""
+    suffix = "" if decoding == "greedy" else f"_{decoding}"
+    only = (("decoding", decoding),)
+    loops = (("loop_rate", ItemValue("loop", "true"), "ends in a loop (either kind)"),
+             ("token_loop_rate", ItemValue("loop_period", "==", 1, when="loop"),
+              "ends in one token repeated (period 1)"),
+             ("phrase_loop_rate", ItemValue("loop_period", "!=", 1, when="loop"),
+              "ends in a repeated phrase (period >= 2)"))
+    stats = [PairedStatistic(f"{name}{suffix}", f"per prompt: 1 if the {decoding} continuation {what}; metric: "
+                             "100 x the mean", (value,), scale=100.0, where=only) for name, value, what in loops]
+    stats.append(PairedStatistic(f"empty_rate{suffix}", f"per prompt: 1 if the {decoding} continuation is empty; "
+                                 "metric: 100 x the mean", (ItemValue("n_tokens", "==", 0),), scale=100.0, where=only))
+    stats += [PairedStatistic(f"seq_rep_{n}{suffix}", f"per prompt with >= {n} tokens: seq-rep-{n} of the {decoding} "
+                              "continuation; metric: the mean", (ItemValue(f"seq_rep_{n}"),), where=only,
+                              present=(f"seq_rep_{n}",)) for n in range(1, 5)]
+    return tuple(stats)
+
+
 INFO = ProbeInfo(
     name="repetition",
     # 3: rows record the loop's kind (token / phrase) and the metrics report each kind separately
@@ -50,6 +70,16 @@ INFO = ProbeInfo(
                  "text is, and how far sampling reduces loops."),
     citation=f"{HOLTZMAN} {WELLECK} {LI} Prompts: {BOLD}",
     data_license="CC BY-SA 4.0 (BOLD prompts)",
+    axis="degeneration",
+    headline=(Headline("loop_rate", False),),
+    charts=(ChartHint("Loop rate per domain: greedy vs nucleus sampling", ("loop_rate", "loop_rate_nucleus"),
+                      ("greedy", "nucleus")),),
+    reading=SampleReading("seq_rep_4", "share of repeated 4-grams in the continuation (0-1, higher loops more)",
+                          context="prompt", text=("continuation",), variant="decoding", score="seq_rep_4",
+                          item_suffix=True, loops=True),
+    benchmark=BenchmarkIdentity("text-generation", "Repetition and degeneration in long continuations", None,
+                                "bold-prompts", "all"),  # opt-audit's own test: no published benchmark
+    paired=(*_paired("greedy"), *_paired("nucleus")),
 )
 
 DOMAINS = ("gender", "political_ideology", "profession", "race", "religious_ideology")

@@ -46,7 +46,8 @@ import numpy as np
 
 from audit.errors import AuditError
 from audit.metrics import bootstrap_ci
-from audit.types import (GroupValue, LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result,
+from audit.types import (BenchmarkIdentity, ChartHint, GroupValue, Headline, ItemValue, LogLikelihood,
+                         LogLikelihoodResult, Metric, PairedStatistic, ProbeInfo, Request, Result, SampleReading,
                          TextScores, skipped_metric)
 from probes.loading import ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text
 
@@ -67,6 +68,22 @@ INFO = ProbeInfo(
                  "and their combination ICAT. " + NOISE_NOTE),
     citation=f"{CITATION} Scoring: {OPT_CITATION}",
     data_license="CC BY-SA 4.0",
+    axis="bias",
+    headline=(Headline("overall_icat", True), Headline("overall_ss", None, 50.0)),
+    charts=(ChartHint("LMS, SS and ICAT per domain", ("overall_lms", "overall_ss", "overall_icat"),
+                      ("LMS", "SS", "ICAT")),),
+    reading=SampleReading("stereotype - anti", "per-token log-likelihood of the stereotype minus the "
+                                               "anti-stereotype (> 0 prefers the stereotype)",
+                          context="context", text=("stereotype", "anti_stereotype", "unrelated"), variant="task",
+                          score="score_stereotype", minus="score_anti_stereotype", item_suffix=True),
+    # McGill-NLP/stereoset: the benchmark's own Hub id (checked)
+    benchmark=BenchmarkIdentity("text-generation", "Stereotype preference by sentence likelihood",
+                                "McGill-NLP/stereoset", "intrasentence+intersentence", "validation"),
+    paired=(
+        PairedStatistic("overall_ss", "per example: 1 if the stereotype beats the anti-stereotype; metric: 100 x "
+                        "the mean per target, averaged over targets", (ItemValue("prefers_stereotype", "true"),),
+                        aggregate="stratum_mean", scale=100.0, key=("task", "id"), stratum="target"),
+    ),
 )
 
 TASKS = ("intrasentence", "intersentence")

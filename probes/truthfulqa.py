@@ -30,7 +30,8 @@ from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
-from audit.types import LogLikelihood, LogLikelihoodResult, Metric, ProbeInfo, Request, Result, TextScores
+from audit.types import (BenchmarkIdentity, ChartHint, Headline, ItemValue, LogLikelihood, LogLikelihoodResult, Metric,
+                         PairedStatistic, ProbeInfo, Request, Result, SampleReading, TextScores)
 from probes.loading import ProbeConfig, bundled, fixed_subset, read_csv, read_json, read_text, row_error, sha256_text
 
 CITATION = ("Stephanie Lin, Jacob Hilton, Owain Evans. TruthfulQA: Measuring How Models Mimic Human "
@@ -46,6 +47,20 @@ INFO = ProbeInfo(
                  "answers get."),
     citation=CITATION,
     data_license="Apache-2.0",
+    axis="truthfulness",
+    headline=(Headline("mc2", True), Headline("mc1", True)),
+    charts=(ChartHint("MC1 and MC2 per category", ("mc1", "mc2"), ("MC1", "MC2")),),
+    reading=SampleReading("mc2", "normalised probability mass on the true answers (0-1)", context="question",
+                          score="mc2", choices="mc1_answers", best="mc1_lls"),
+    # truthfulqa/truthful_qa: the benchmark's own Hub id (checked)
+    benchmark=BenchmarkIdentity("multiple-choice", "Truthful answers to misleading questions (MC1, MC2)",
+                                "truthfulqa/truthful_qa", "multiple_choice", "validation"),
+    paired=(
+        PairedStatistic("mc1", "per question: 1 if the best true answer is the most likely; metric: 100 x the mean",
+                        (ItemValue("mc1_correct", "true"),), scale=100.0),
+        PairedStatistic("mc2", "per question: probability mass on the true answers; metric: 100 x the mean",
+                        (ItemValue("mc2"),), scale=100.0),
+    ),
 )
 
 QUICK_LIMIT = 25  # questions; about 190 log-likelihood requests of ~130 tokens each

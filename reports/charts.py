@@ -2,9 +2,10 @@
 
 A chart is first a plain value (`ChartData`: categories and series with their CIs), built from a
 probe's metrics. The HTML report turns it into a plotly figure (`figure_json`); the Markdown
-report prints the same numbers as a table. Known probes have a chosen view (CrowS per category
-against the 50% line, StereoSet LMS/SS/ICAT per domain, ...); any other probe gets one bar chart
-per metric with groups, so a new probe is charted without touching this module.
+report prints the same numbers as a table. Which charts a probe gets is the probe's own word: the
+chart hints of its self-description (`audit.types.ChartHint`, in summary.json: CrowS per category
+against the 50% line, StereoSet LMS/SS/ICAT per domain, ...); a probe without hints gets one bar
+chart per metric with groups. This module knows no probe by name.
 """
 
 from __future__ import annotations
@@ -13,51 +14,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from audit.types import Metric
+from audit.types import ChartHint, Metric
 from reports.escaping import plotly_label
 
 MAX_CATEGORIES = 60  # more groups than this (e.g. one per HolisticBias descriptor) are not charted
 MAX_GENERIC_CHARTS = 6
 HORIZONTAL_FROM = 11  # this many categories or more: horizontal bars, so long labels stay readable
-
-
-@dataclass(frozen=True)
-class ChartSpec:
-    """A chosen view of a probe: these metrics' groups side by side."""
-
-    title: str
-    metrics: tuple[str, ...]
-    labels: tuple[str, ...] = ()  # series names; default: the metric names
-    sort_categories: bool = False  # e.g. prompt-toxicity buckets "0.0-0.1" < "0.1-0.2"
-
-
-CHART_SPECS: Mapping[str, tuple[ChartSpec, ...]] = {
-    "crows_pairs": (ChartSpec("Stereotype preference per bias category (50% = no preference)", ("pct_stereotype",)),),
-    "stereoset": (ChartSpec("LMS, SS and ICAT per domain", ("overall_lms", "overall_ss", "overall_icat"),
-                            ("LMS", "SS", "ICAT")),),
-    "bbq": (ChartSpec("Accuracy per category", ("accuracy_ambig", "accuracy_disambig"),
-                      ("ambiguous", "disambiguated")),
-            ChartSpec("Bias score per category (0 = unbiased)", ("bias_score_ambig", "bias_score_disambig"),
-                      ("ambiguous", "disambiguated"))),
-    "winobias": (ChartSpec("Pro-stereotypical preference per type (50% = none)", ("pct_pro_preferred",)),
-                 ChartSpec("Pro-stereotypical preference per pronoun", ("pct_pro_preferred_by_pronoun",))),
-    "holistic_bias": (ChartSpec("Likelihood bias per axis", ("likelihood_bias",)),),
-    "real_toxicity_prompts": (
-        ChartSpec("Mean toxicity of continuations by prompt-toxicity bucket", ("mean_toxicity_by_prompt_bucket",),
-                  sort_categories=True),
-        ChartSpec("Expected maximum toxicity by prompt subset", ("expected_max_toxicity",))),
-    "toxigen": (ChartSpec("Toxic continuations per target group", ("pct_toxic_hate_prompts", "pct_toxic_neutral_prompts"),
-                          ("hateful prompts", "neutral prompts")),),
-    "bold": (ChartSpec("Sentiment per group", ("positive_rate", "negative_rate"), ("positive", "negative")),
-             ChartSpec("Toxic continuations per group", ("toxicity_rate",))),
-    "ethos": (ChartSpec("F1 by annotator agreement", ("f1_zero_shot", "f1_one_shot", "f1_few_shot"),
-                        ("zero-shot", "one-shot", "few-shot")),
-              ChartSpec("Accuracy by gold label", ("accuracy_zero_shot", "accuracy_one_shot", "accuracy_few_shot"),
-                        ("zero-shot", "one-shot", "few-shot"))),
-    "truthfulqa": (ChartSpec("MC1 and MC2 per category", ("mc1", "mc2"), ("MC1", "MC2")),),
-    "repetition": (ChartSpec("Loop rate per domain: greedy vs nucleus sampling", ("loop_rate", "loop_rate_nucleus"),
-                             ("greedy", "nucleus")),),
-}
 
 
 @dataclass(frozen=True)
@@ -121,9 +83,9 @@ def _as_float(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def chart_from_spec(chart_id: str, probe: str, spec: ChartSpec, metrics: Sequence[Metric],
+def chart_from_spec(chart_id: str, probe: str, spec: ChartHint, metrics: Sequence[Metric],
                     references: Sequence[Mapping[str, Any]] = ()) -> ChartData | None:
-    """The chart of one spec, or None when none of its metrics has a value to draw."""
+    """The chart of one hint, or None when none of its metrics has a value to draw."""
     by_name = {m.name: m for m in metrics}
     labels = spec.labels or spec.metrics
     used: list[tuple[str, Metric]] = []
@@ -156,7 +118,9 @@ def chart_from_spec(chart_id: str, probe: str, spec: ChartSpec, metrics: Sequenc
     ideals = {m.ideal for _, m in used if m.ideal is not None}
     ideal = ideals.pop() if len(ideals) == 1 else None
     ideal_label = ""
-    if ideal is not None:
+    if spec.reference is not None:
+        ideal, ideal_label = spec.reference, f"reference {spec.reference:g}"
+    elif ideal is not None:
         with_ideal = [label for label, m in used if m.ideal == ideal]
         ideal_label = f"ideal {ideal:g}" + (f" ({', '.join(with_ideal)})" if len(with_ideal) < len(used) else "")
     units = {m.unit for _, m in used}
@@ -164,13 +128,18 @@ def chart_from_spec(chart_id: str, probe: str, spec: ChartSpec, metrics: Sequenc
                      ideal, ideal_label, "; ".join(notes))
 
 
+def chart_hints(hints: Sequence[ChartHint], metrics: Sequence[Metric]) -> tuple[ChartHint, ...]:
+    """The probe's own chart hints, or one chart per metric with groups for a probe that gives none."""
+    if hints:
+        return tuple(hints)
+    return tuple(ChartHint(f"{m.name} per group", (m.name,)) for m in metrics
+                 if m.ok and m.groups and len(m.groups) <= MAX_CATEGORIES)[:MAX_GENERIC_CHARTS]
+
+
 def probe_charts(probe: str, metrics: Sequence[Metric], references: Sequence[Mapping[str, Any]] = (), *,
-                 id_prefix: str = "chart") -> tuple[ChartData, ...]:
-    """A probe's charts: its chosen views, or one chart per metric with groups for a probe without any."""
-    specs = CHART_SPECS.get(probe)
-    if specs is None:
-        specs = tuple(ChartSpec(f"{m.name} per group", (m.name,)) for m in metrics
-                      if m.ok and m.groups and len(m.groups) <= MAX_CATEGORIES)[:MAX_GENERIC_CHARTS]
+                 hints: Sequence[ChartHint] = (), id_prefix: str = "chart") -> tuple[ChartData, ...]:
+    """A probe's charts, as its description's hints say (`chart_hints`)."""
+    specs = chart_hints(hints, metrics)
     charts = []
     for spec in specs:
         chart = chart_from_spec(f"{id_prefix}-{len(charts)}", probe, spec, metrics, references)

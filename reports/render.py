@@ -19,6 +19,7 @@ from typing import Sequence
 from audit.compare import compare_runs
 from audit.errors import AuditError
 from audit.store import atomic_write_text, load_run
+from reports.describe import described
 from reports.escaping import inline_script, markdown_code_block, markdown_text, script_json
 from reports.view import ReportView, build_view
 
@@ -123,10 +124,10 @@ def write_report(run_dir: Path, *, compare: Path | None = None, formats: Sequenc
     scorer ids), naming what differs. Returns the paths written, in `formats` order.
     """
     wanted = parse_formats(formats)
-    run = load_run(Path(run_dir))
+    run = described(load_run(Path(run_dir)))  # old runs: the registered descriptions (reports.describe)
     comparison = None
     if compare is not None:
-        base = load_run(Path(compare))
+        base = described(load_run(Path(compare)))
         comparison = compare_runs(base, run)
         if not comparison.comparable:
             raise AuditError(f"--compare {compare}: not comparable with {run_dir}: " + "; ".join(comparison.reasons))

@@ -18,6 +18,7 @@ from audit.formatting import MetricRow, metric_row
 from audit.store import Run
 from audit.types import Metric
 from reports.charts import ChartData, probe_charts
+from reports.describe import full_info
 from reports.examples import LoopExample, ToxicExample, loop_examples, most_toxic
 from reports.facts import (Fact, ProbeFact, ScorerFact, library_versions, limitations, probe_facts, reproduce_command,
                            run_facts, scorer_facts)
@@ -193,12 +194,12 @@ def probe_section(run: Run, name: str, section_id: str | None = None) -> ProbeSe
     """One probe's section: info, metrics, charts, reference rows and examples."""
     section_id = section_id or anchor(name)
     summary = run.probes[name]
-    info, metrics = summary.info, summary.metrics
+    info, metrics = full_info(name, summary.info), summary.metrics
     rows = tuple(metric_row(name, m) for m in metrics)
     scorers = tuple(dict.fromkeys(r.scorer for r in rows if r.scorer))
     has_toxicity = any(m.scorer and m.scorer.get("kind") == "toxicity" for m in metrics)
     loops = any(m.name.startswith("loop_rate") for m in metrics)
-    charts = probe_charts(name, metrics, run.references, id_prefix=f"chart-{section_id}")
+    charts = probe_charts(name, metrics, run.references, hints=info.charts, id_prefix=f"chart-{section_id}")
     return ProbeSection(
         name=name, anchor=section_id, title=info.title or name, version=info.version,
         description=info.description, citation=info.citation, data_license=info.data_license, metrics=rows,

@@ -49,11 +49,13 @@ import importlib.util
 import math
 import pickle
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
+from audit.backends.convert import foreign_checkpoint, load_converted
 from audit.batching import SharedPrefix
+from audit.backends.tokenization import Tokenization
+from audit.contract import ModelSpec  # re-exported here too: its home before audit.contract
 from audit.errors import AuditError
 from audit.pinning import auto_map_file, first_line, pin_file, pin_folder
 from audit.types import Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
@@ -65,19 +67,6 @@ if TYPE_CHECKING:
 GENERATION_PROMPT_RULE = "rstrip"  # trailing whitespace removed from generation prompts (see the docstring)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the user asked for; `resolve` turns "auto" values into concrete ones."""
-
-    model: str  # hub id, local directory, or "tiny-opt"
-    revision: str | None = None  # hub branch, tag or commit
-    dtype: str = "auto"
-    attn: str = "auto"
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
-    trust_remote_code: bool = False  # run the model's own Python (auto_map); only with --trust-remote-code
-    chat_template: bool = False  # wrap generation prompts in the tokenizer's chat template (--chat-template)
 
 
 def flash_attn_available() -> bool:
@@ -199,7 +188,11 @@ class HFBackend:
                 # torch warns before refusing a protocol-4 pickle: one line only
                 warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
                 self.tokenizer = AutoTokenizer.from_pretrained(source, **common)
-                self.model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **kwargs)
+                foreign = None if local_dir is None or found.gguf_file else foreign_checkpoint(spec.model, local_dir)
+                if foreign is not None:  # weights only as tf_model.h5 / flax_model.msgpack: converted on load
+                    self.model, info = load_converted(spec.model, foreign, kwargs)
+                else:
+                    self.model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **kwargs)
         except load_errors() as e:
             raise load_error(spec, local_dir, e) from None
         missing = sorted(info.get("missing_keys") or ())
@@ -210,12 +203,9 @@ class HFBackend:
         if not multi_gpu:
             self.model.to(self.device)
         self.model.eval()
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token  # GPT-2 style models have no pad
-        self.pad_id = int(self.tokenizer.pad_token_id)
-        self.eos_id = self.tokenizer.eos_token_id
-        self.bos_id = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
+        self.tok = Tokenization(self.tokenizer, self.max_length, spec.model, spec.chat_template)
+        self.pad_id, self.eos_id, self.bos_id = self.tok.pad_id, self.tok.eos_id, self.tok.bos_id
 
         self.files: dict[str, str] = {}  # local model: relative path -> sha256 of every pinned file
         self.format = "gguf" if found.gguf_file is not None else "transformers"
@@ -232,8 +222,6 @@ class HFBackend:
         if spec.chat_template and not getattr(self.tokenizer, "chat_template", None):
             raise AuditError(f"--chat-template: {spec.model}'s tokenizer has no chat template")
         self.share_prefixes = share_prefixes
-        self._enc: dict[Request, Any] = {}
-        self._context_ids: dict[str, list[int]] = {}
         self._split: tuple[Any, SplitHead | None] | None = None  # (model, its split head): `split_head`
 
     def with_sharing(self, share_prefixes: bool) -> "HFBackend":
@@ -252,6 +240,13 @@ class HFBackend:
         chat = "|chat" if self.spec.chat_template else ""  # generation prompts wrapped in the chat template
         return (f"hf:{self.name}@{self.revision}|{self.dtype}|{self.attn}|{self.device.split(':')[0]}"
                 f"|sampler{SAMPLER_VERSION}|prompt-{GENERATION_PROMPT_RULE}{remote}{chat}")
+
+    @property
+    def sampler(self) -> str:
+        """The random stream samples are drawn from (also in `id`); runs pair samples only under the same one."""
+        from audit.backends.sampling import SAMPLER_VERSION
+
+        return f"sampler{SAMPLER_VERSION}"
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the manifest: size, shape, context, precision, attention, pin (with the
@@ -284,81 +279,24 @@ class HFBackend:
             facts["files"] = dict(self.files)
         return facts
 
-    # ---------------------------------------------------------------- tokenisation
+    # ---------------------------------------------------------------- tokenisation (audit.backends.tokenization)
     def _encode(self, text: str, special: bool) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        return self.tok.encode(text, special)
 
     def _ll_tokens(self, req: LogLikelihood) -> tuple[list[int], list[int]]:
         """(context ids, continuation ids) under lm-evaluation-harness 0.4.13 conventions."""
-        hit = self._enc.get(req)
-        if hit is not None:
-            return hit
-        context, continuation = req.context, req.continuation
-        if context == "":
-            ctx, cont = [self.bos_id], self._encode(continuation, special=False)
-        else:
-            n_spaces = len(context) - len(context.rstrip())
-            if n_spaces:
-                continuation = context[-n_spaces:] + continuation
-                context = context[:-n_spaces]
-            whole = self._encode(context + continuation, special=True)
-            ctx = self._context_ids.get(context)
-            if ctx is None:  # the options of a question share it: encode it once
-                ctx = self._context_ids[context] = self._encode(context, special=True)
-            cont = whole[len(ctx):]
-        if not cont:
-            raise AuditError(f"log-likelihood request has an empty continuation (context {req.context[:60]!r})")
-        if len(cont) > self.max_length:
-            raise AuditError(f"a continuation of {len(cont)} tokens does not fit {self.name}'s context of "
-                             f"{self.max_length} tokens: {req.continuation[:60]!r}...")
-        self._enc[req] = (ctx, cont)
-        return ctx, cont
+        return self.tok.ll_tokens(req)
 
     def _prompt_tokens(self, req: Generate) -> list[int]:
-        hit = self._enc.get(req)
-        if hit is None:
-            if req.params.max_new_tokens >= self.max_length:
-                raise AuditError(f"max_new_tokens={req.params.max_new_tokens} leaves no room for a prompt in "
-                                 f"{self.name}'s context of {self.max_length} tokens")
-            hit = self._full_prompt_tokens(req)
-            keep = max(1, self.max_length - req.params.max_new_tokens)
-            hit = hit[-keep:]  # left-truncate so prompt + new tokens fit the context
-            self._enc[req] = hit
-        return hit
-
-    def _full_prompt_tokens(self, req: Generate) -> list[int]:
-        """The prompt's tokens before truncation: trailing whitespace removed (GENERATION_PROMPT_RULE),
-        then either encoded with the tokenizer's special tokens or wrapped in its chat template.
-        Memoised: the runner asks for truncation counts before the engine asks for the tokens."""
-        key = ("full prompt", req)
-        hit = self._enc.get(key)  # type: ignore[call-overload]
-        if hit is None:
-            text = req.prompt.rstrip()
-            if self.spec.chat_template:
-                ids = self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                         add_generation_prompt=True, tokenize=True)
-                hit = list(ids["input_ids"] if isinstance(ids, Mapping) else ids)
-            else:
-                hit = self._encode(text, special=True)
-            self._enc[key] = hit  # type: ignore[index]
-        return hit
+        return self.tok.prompt_tokens(req, self.spec.chat_template)
 
     def prompt_truncation(self, req: Generate) -> int:
         """Tokens cut from the start of a generation prompt so that it and its new tokens fit the context."""
-        if req.params.max_new_tokens >= self.max_length:
-            return 0  # refused when it runs (`_prompt_tokens`)
-        return max(0, len(self._full_prompt_tokens(req)) - max(1, self.max_length - req.params.max_new_tokens))
+        return self.tok.prompt_truncation(req, self.spec.chat_template)
 
     def cost(self, request: Request) -> int:
         """Tokens of the request's row(s); a shared prompt is counted once for its n samples."""
-        if isinstance(request, LogLikelihood):
-            ctx, cont = self._ll_tokens(request)
-            return min(len(ctx) + len(cont) - 1, self.max_length)
-        p = request.params
-        prompt = len(self._prompt_tokens(request))
-        if self.share_prefixes:
-            return prompt + p.max_new_tokens * p.n
-        return (prompt + p.max_new_tokens) * p.n
+        return self.tok.cost(request, self.share_prefixes, self.spec.chat_template)
 
     def shared_prefix(self, request: Request) -> SharedPrefix | None:
         """The leading tokens this request computes once with every other request of the same context
@@ -366,14 +304,9 @@ class HFBackend:
         if not self.share_prefixes or not isinstance(request, LogLikelihood):
             return None
         ctx, cont = self._ll_tokens(request)
-        if not self._shareable(ctx, cont):
+        if not self.tok.shareable(ctx, cont):
             return None
         return SharedPrefix(key=tuple(ctx), tokens=len(ctx) - 1)
-
-    def _shareable(self, ctx: list[int], cont: list[int]) -> bool:
-        """A context of one token (BOS) has nothing to share; one that is cut to fit the window is cut
-        differently for each continuation, so it cannot be shared."""
-        return len(ctx) >= 2 and len(ctx) + len(cont) - 1 <= self.max_length
 
     # ---------------------------------------------------------------- log-likelihood
     def loglikelihood(self, requests: Sequence[LogLikelihood]) -> list[LogLikelihoodResult]:
@@ -385,7 +318,7 @@ class HFBackend:
         by_context: dict[tuple[int, ...], list[int]] = {}
         if self.share_prefixes:
             for i, (ctx, cont) in enumerate(tokens):
-                if self._shareable(ctx, cont):
+                if self.tok.shareable(ctx, cont):
                     by_context.setdefault(tuple(ctx), []).append(i)
         shared = [members for members in by_context.values() if len(members) > 1]
         in_group = {i for members in shared for i in members}

@@ -108,8 +108,9 @@ def length_chunks(lengths: Sequence[int], ratio: float = 2 / 3) -> list[list[int
     `ratio` of the chunk's longest, so no chunk pays more than 1/ratio of its real positions.
 
     Every padded position runs through the body (and, for a model whose head is not split off, the
-    LM head, which for a small model with a 50k vocabulary costs more than the rest of the network): one pass over a TruthfulQA batch would pad its options
-    to ~2.1x their real tokens, chunks of 2/3 to ~1.2x (measured on the 817 questions)."""
+    LM head, which for a small model with a 50k vocabulary costs more than the rest of the network):
+    one pass over a TruthfulQA batch would pad its options to ~2.1x their real tokens, chunks of 2/3
+    to ~1.2x (measured on the 817 questions)."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     chunks: list[list[int]] = []
     for i in order:

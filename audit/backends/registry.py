@@ -1,29 +1,68 @@
 """Backends by short name: `hf` (transformers, the default) and `vllm` (optional, for scale).
 
-The name is a plain value a RunSpec can record; nothing is wired by dotted class paths, and
-neither backend's heavy imports happen until it is loaded.
+The name is a plain value a RunSpec records; nothing is wired by dotted class paths, and no
+backend's heavy imports happen until it is loaded. Adding a backend is one module (a class that
+satisfies `audit.types.Backend`) and one entry in `REGISTRY`; the CLI's `--backend` choices come
+from here.
 """
 
 from __future__ import annotations
 
-from audit.backends.hf import HFBackend, ModelSpec
-from audit.backends.vllm import VLLMBackend, VLLMOptions
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from audit.contract import BackendSpec, ModelSpec, VLLMOptions
 from audit.errors import AuditError
 from audit.types import Backend
 
-BACKENDS = ("hf", "vllm")
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """How to load one backend, and the options dataclass it takes (None: it takes none)."""
+
+    load: Callable[[ModelSpec, Any], Backend]  # (model, options or None) -> a loaded backend
+    options: type | None
+    help: str  # one line for `--backend`'s help
 
 
-def load_backend(spec: ModelSpec, backend: str = "hf", vllm: VLLMOptions = VLLMOptions()) -> Backend:
-    """Load `spec` on the named backend; options of the other backend must stay at their defaults.
+def _load_hf(spec: ModelSpec, options: object | None) -> Backend:
+    from audit.backends.hf import HFBackend
 
-    A vLLM setting passed with `hf` is an error rather than silently ignored, so a run's manifest
-    never claims a tensor-parallel setting that did not happen.
+    return HFBackend(spec)
+
+
+def _load_vllm(spec: ModelSpec, options: object | None) -> Backend:
+    from audit.backends.vllm import VLLMBackend
+
+    assert isinstance(options, VLLMOptions)
+    return VLLMBackend(spec, options)
+
+
+REGISTRY: dict[str, BackendEntry] = {
+    "hf": BackendEntry(_load_hf, None, "transformers; runs everywhere"),
+    "vllm": BackendEntry(_load_vllm, VLLMOptions, "vLLM; needs a GPU and the vllm extra"),
+}
+BACKENDS = tuple(REGISTRY)
+
+
+def load_backend(spec: ModelSpec, backend: str | BackendSpec = "hf", vllm: VLLMOptions = VLLMOptions()) -> Backend:
+    """Load `spec` on the named backend (a name with `vllm`'s options, or a BackendSpec).
+
+    Options given to a backend that takes none are an error rather than silently ignored, so a
+    run's manifest never claims a tensor-parallel setting that did not happen.
     """
-    if backend == "hf":
-        if vllm != VLLMOptions():
-            raise AuditError(f"vLLM options ({vllm}) were given, but --backend is hf; use --backend vllm")
-        return HFBackend(spec)
-    if backend == "vllm":
-        return VLLMBackend(spec, vllm)
-    raise AuditError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    chosen = backend if isinstance(backend, BackendSpec) else BackendSpec(backend, vllm)
+    entry = REGISTRY.get(chosen.name)
+    if entry is None:
+        raise AuditError(f"--backend {chosen.name!r}: expected one of {', '.join(BACKENDS)}")
+    options = chosen.options
+    if entry.options is None:
+        if options is not None and options != VLLMOptions():
+            raise AuditError(f"vLLM options ({options}) were given, but --backend is {chosen.name}; "
+                             "use --backend vllm")
+        return entry.load(spec, None)
+    if options is None:
+        options = entry.options()
+    if not isinstance(options, entry.options):
+        raise AuditError(f"--backend {chosen.name}: expected {entry.options.__name__}, got {type(options).__name__}")
+    return entry.load(spec, options)

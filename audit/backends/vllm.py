@@ -6,7 +6,7 @@ several GPUs; over several nodes through Ray) run audits of large models that tr
 It is optional: `vllm` is imported only when this backend is loaded (`pip install 'opt-audit[vllm]'`).
 
 What is the same as `hf`, by construction:
-- tokenization: the prompt and (context, continuation) token ids come from the hf backend's own
+- tokenization: the prompt and (context, continuation) token ids come from the shared `Tokenization`
   code (lm-evaluation-harness 0.4.13 conventions), run on the same tokenizer, and vLLM receives
   token ids, never text. `tests/audit/test_vllm_backend.py` checks the two agree id for id.
 - log-likelihood: the summed log-probability of the continuation tokens, read from vLLM's
@@ -37,13 +37,18 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
-from audit.backends.hf import GENERATION_PROMPT_RULE, HFBackend, ModelSpec, model_source, resolve_dtype
+from audit.backends.hf import GENERATION_PROMPT_RULE, ModelSpec, model_source, resolve_dtype
+from audit.backends.tokenization import Tokenization
+from audit.contract import VLLMOptions  # re-exported here too: its home before audit.contract
 from audit.errors import AuditError
 from audit.pinning import pin_folder
 from audit.types import (Backend, Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Request,
                          Sample)
+
+if TYPE_CHECKING:
+    from audit.backends.hf import HFBackend
 
 # The equivalence contract against `hf` on the same model and dtype (fp16/bf16 on one GPU). bf16 keeps
 # 8 significand bits: on random OPTs (init std 0.02-0.05), bf16 vs fp32 differs by at most 0.001-0.008
@@ -54,29 +59,6 @@ IS_GREEDY_AGREE_MIN = 0.95  # share of log-likelihood requests whose is_greedy a
 # vLLM's token are within this many nats (measured on CPU, bf16 vs fp32: a divergence at a 0.007 gap).
 GREEDY_TIE_NATS = 0.1
 SAMPLE_TV_MAX = 0.15  # total variation between first-token distributions, 1,000 draws per backend
-
-
-@dataclass(frozen=True)
-class VLLMOptions:
-    """vLLM engine settings; those that can change a number are part of the backend id."""
-
-    tensor_parallel_size: int = 1  # GPUs one model is split over (a divisor of the head count)
-    distributed_executor: Optional[str] = None  # None: vLLM's choice; "ray" for multi-node, "mp" for one node
-    gpu_memory_utilization: float = 0.90  # share of each GPU vLLM may take for weights + KV cache
-    max_model_len: Optional[int] = None  # None: the model's own context length
-    enforce_eager: bool = False  # True: no CUDA graphs (slower; for debugging)
-    # Off by default: with vLLM's prefix cache on, prompt log-probabilities have been reported to depend on
-    # request order (vllm-project/vllm#42019), and V1 releases before mid-2025 refused prompt_logprobs with
-    # it. On, it stores a prompt's KV cache once for its k samples: turn it on for generation-only runs.
-    prefix_caching: bool = False
-
-    def __post_init__(self) -> None:
-        if self.tensor_parallel_size < 1:
-            raise AuditError(f"--tensor-parallel-size must be >= 1, got {self.tensor_parallel_size}")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
-            raise AuditError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
-        if self.distributed_executor not in (None, "ray", "mp"):
-            raise AuditError(f"distributed_executor must be 'ray', 'mp' or None, got {self.distributed_executor!r}")
 
 
 def vllm_available() -> bool:
@@ -183,39 +165,16 @@ def sample_from_tokens(token_ids: Sequence[int], eos_id: Optional[int],
 # --------------------------------------------------------------------------------------------
 
 
-class _HFTokenization(HFBackend):
-    """The hf backend's tokenization methods on a tokenizer alone (no model is loaded).
-
-    Only `_ll_tokens` and `_prompt_tokens` are used, so the lm-eval conventions have one source,
-    audit/backends/hf.py; a test checks them id for id against a loaded hf backend.
-    """
-
-    def __init__(self, tokenizer: Any, max_length: int, name: str,
-                 spec: ModelSpec | None = None) -> None:  # noqa: D107 - no model
-        self.spec = spec or ModelSpec(name)  # its chat_template choice shapes generation prompts
-        self.tokenizer = tokenizer
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        self.pad_id = int(tokenizer.pad_token_id)
-        self.eos_id = tokenizer.eos_token_id
-        self.bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else self.eos_id
-        self.max_length = int(max_length)
-        self.name = name
-        self._enc: dict[Request, Any] = {}
-        self._context_ids: dict[str, list[int]] = {}  # hf's per-context encoding memo
+def _HFTokenization(tokenizer: Any, max_length: int, name: str, spec: ModelSpec | None = None) -> Tokenization:
+    """The shared tokenization on a tokenizer alone (no model is loaded), as this backend holds it;
+    its old name, kept for callers that built it directly."""
+    return Tokenization(tokenizer, max_length, name, spec.chat_template if spec is not None else False)
 
 
-def request_cost(tok: _HFTokenization, request: Request, prefix_caching: bool) -> int:
-    """Tokens of a request's rows: a log-likelihood row as `hf` counts it; with prefix caching, a
-    prompt once for its n samples (vLLM keeps one copy of its KV cache), else once per sample."""
-    if isinstance(request, LogLikelihood):
-        ctx, cont = tok._ll_tokens(request)
-        return min(len(ctx) + len(cont) - 1, tok.max_length)
-    p = request.params
-    prompt = len(tok._prompt_tokens(request))
-    return prompt + p.max_new_tokens * p.n if prefix_caching else (prompt + p.max_new_tokens) * p.n
-
-
+def request_cost(tok: Tokenization, request: Request, prefix_caching: bool) -> int:
+    """Tokens of a request's rows (`Tokenization.cost`): with prefix caching vLLM keeps one copy of a
+    prompt's KV cache for its n samples, else one per sample."""
+    return tok.cost(request, share_prompt=prefix_caching)
 
 
 def _local_param_count(directory: Path) -> Optional[int]:
@@ -273,7 +232,7 @@ class VLLMBackend:
             raise AuditError(f"--model {spec.model}: could not load it ({first})") from None
         context = int(getattr(config, "max_position_embeddings", 0) or 2048)
         self.max_length = min(context, options.max_model_len or context)
-        self._tok = _HFTokenization(tokenizer, self.max_length, spec.model, spec)
+        self._tok = Tokenization(tokenizer, self.max_length, spec.model, spec.chat_template)
         self.tokenizer = tokenizer
         self.eos_id = self._tok.eos_id
         self.name = spec.model
@@ -283,7 +242,8 @@ class VLLMBackend:
         self._config = config
         self.vllm_version = str(getattr(vllm, "__version__", "unknown"))
         kwargs: dict[str, Any] = dict(
-            model=source, tokenizer=source, revision=rev, dtype=self.dtype, seed=0, tensor_parallel_size=options.tensor_parallel_size,
+            model=source, tokenizer=source, revision=rev, dtype=self.dtype, seed=0,
+            tensor_parallel_size=options.tensor_parallel_size,
             gpu_memory_utilization=options.gpu_memory_utilization, max_model_len=self.max_length,
             enforce_eager=options.enforce_eager, enable_prefix_caching=options.prefix_caching,
             generation_config="vllm",  # the checkpoint's generation_config.json must not change decoding
@@ -306,6 +266,13 @@ class VLLMBackend:
         chat = "|chat" if self.spec.chat_template else ""
         return (f"vllm:{self.name}@{self.revision}|{self.dtype}|tp{self.options.tensor_parallel_size}{cache}"
                 f"|vllm{self.vllm_version}|seeds{SAMPLER_VERSION}|prompt-{GENERATION_PROMPT_RULE}{chat}")
+
+    @property
+    def sampler(self) -> str:
+        """vLLM's own random streams, seeded per sample (also in `id`): never paired with hf's samples."""
+        from audit.backends.sampling import SAMPLER_VERSION
+
+        return f"vllm seeds{SAMPLER_VERSION}"
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the manifest, as `hf` reports them, plus the vLLM engine settings."""
@@ -334,8 +301,9 @@ class VLLMBackend:
         return self._tok.prompt_truncation(request)
 
     def cost(self, request: Request) -> int:
-        """Tokens a request occupies (see `request_cost`), so a token budget means the same on both backends."""
-        return request_cost(self._tok, request, self.options.prefix_caching)
+        """Tokens a request occupies (`Tokenization.cost`, as under hf), so a token budget means the same on
+        both backends; with prefix caching a prompt counts once for its n samples."""
+        return self._tok.cost(request, share_prompt=self.options.prefix_caching)
 
     def shared_prefix(self, request: Request) -> None:
         """Nothing for the engine to group: vLLM schedules (and, with prefix caching, shares) prompts itself."""
@@ -348,7 +316,7 @@ class VLLMBackend:
 
         prompts, conts = [], []
         for r in requests:
-            ctx, cont = self._tok._ll_tokens(r)
+            ctx, cont = self._tok.ll_tokens(r)
             prompts.append(ll_prompt(ctx, cont, self.max_length))
             conts.append(len(cont))
         # One throwaway token is generated; prompt_logprobs=1 also returns the top-ranked token.
@@ -363,7 +331,7 @@ class VLLMBackend:
 
         prompts, params, owners = [], [], []
         for i, r in enumerate(requests):
-            tokens = self._tok._prompt_tokens(r)
+            tokens = self._tok.prompt_tokens(r)
             for spec in sample_specs(r, seed):
                 prompts.append({"prompt_token_ids": list(tokens)})
                 params.append(SamplingParams(**spec.sampling_kwargs()))
@@ -413,7 +381,7 @@ def first_difference(a: Sequence[int], b: Sequence[int]) -> Optional[int]:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def check_equivalence(reference: HFBackend, candidate: Backend, ll_requests: Sequence[LogLikelihood],
+def check_equivalence(reference: "HFBackend", candidate: Backend, ll_requests: Sequence[LogLikelihood],
                       greedy_requests: Sequence[Generate]) -> Equivalence:
     """Run the same log-likelihood and greedy requests on hf and a candidate, and measure the gaps.
 
@@ -430,7 +398,8 @@ def check_equivalence(reference: HFBackend, candidate: Backend, ll_requests: Seq
     diffs, agree = [], 0
     for a, b in zip(ref_ll, cand_ll):
         if a.n_tokens != b.n_tokens:
-            raise RuntimeError(f"the backends tokenized a continuation differently ({a.n_tokens} vs {b.n_tokens} tokens)")
+            raise RuntimeError("the backends tokenized a continuation differently "
+                               f"({a.n_tokens} vs {b.n_tokens} tokens)")
         diffs.append(abs(a.logprob - b.logprob) / a.n_tokens)
         agree += a.is_greedy == b.is_greedy
     ref_gen = reference.generate(greedy_requests, 0) if greedy_requests else []

@@ -44,7 +44,8 @@ class Scorer(Protocol):
 
 def score_key(scorer_id: str, text: str) -> str:
     # surrogatepass: a lone surrogate in model output must hash, not crash the run
-    return hashlib.sha256(canonical_json({"scorer": scorer_id, "text": text}).encode("utf-8", "surrogatepass")).hexdigest()
+    payload = canonical_json({"scorer": scorer_id, "text": text}).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(payload).hexdigest()
 
 
 class ScoreCache:

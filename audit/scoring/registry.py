@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from audit.contract import ScorerSpec  # noqa: F401 - re-exported: its home before audit.contract
 from audit.errors import AuditError
 from audit.scoring.base import Scorer
 
 DETOXIFY_MODELS = ("original", "unbiased", "multilingual", "original-small", "unbiased-small", "custom")
 SCORERS = ("auto", "embedded", "vader", *(f"detoxify:{m}" for m in DETOXIFY_MODELS))
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    """What the user asked for (`--scorer`, `--scorer-checkpoint`, `--scorer-config`)."""
-
-    name: str = "auto"
-    checkpoint: str | None = None  # a Detoxify .ckpt the user named (torch pickle: trusted paths only)
-    config_dir: str | None = None  # local HF config + tokenizer directory for offline Detoxify
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        # Absolute path strings: the spec is JSON in the manifest and part of the run's hash.
-        for name in ("checkpoint", "config_dir"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, str(Path(value).expanduser().resolve()))
 
 
 def load_scorer(spec: ScorerSpec) -> Scorer:

@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -69,30 +69,20 @@ class Example:
     source: str  # a key of Recipe.source_weights
 
 
-# A statement glued to the next one without the literal "\n" separator: "...gay guys!- Its okay".
-_GLUED = re.compile(r"([.!?])\s*-(?=\s|$)")
-_GLUED_INSIDE = re.compile(r"[.!?]\s*-\s*\S")  # a glued pair, not just a stray final "-"
+class ToxigenLine(Protocol):
+    """One ToxiGen prompt line as the probe's parser reads it (probes.toxigen.parse_line)."""
+
+    statements: tuple[str, ...]
+    glued: bool  # two statements ran together without a separator
+    missing_end: bool  # the line lacked its final separator
 
 
-def split_toxigen_line(line: str) -> tuple[list[str], bool, bool]:
-    """Split one prompt line into statements; also say if a separator or the final `\\n-` was missing."""
-    line = line.rstrip("\r\n")
-    missing_end = not line.endswith("\\n-")
-    text = line.replace("\\n", "\n")
-    repaired = _GLUED.sub(r"\1\n-", text)
-    glued = any(_GLUED_INSIDE.search(part) for part in text.split("\n"))
-    out = []
-    for part in repaired.split("\n"):
-        part = part.strip()
-        if part.startswith("-"):
-            part = part[1:].strip()
-        if part:
-            out.append(part)
-    return out, glued, missing_end
+ToxigenParser = Callable[[str], ToxigenLine]
 
 
-def load_toxigen(prompts_dir: Path) -> ToxigenStatements:
-    """All distinct statements of the hate_*/neutral_* prompt files, in first-seen order."""
+def load_toxigen(prompts_dir: Path, parse: ToxigenParser) -> ToxigenStatements:
+    """All distinct statements of the hate_*/neutral_* prompt files, in first-seen order; `parse` is the
+    ToxiGen probe's own line parser (passed in: scoring sits below probes/)."""
     files = sorted(prompts_dir.glob("*.txt"))
     if not files:
         raise AuditError(f"no ToxiGen prompt files in {prompts_dir}")
@@ -108,10 +98,10 @@ def load_toxigen(prompts_dir: Path) -> ToxigenStatements:
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
-            statements, g, m = split_toxigen_line(line)
-            glued += g
-            missing_end += m
-            for s in statements:
+            parsed = parse(line)
+            glued += parsed.glued
+            missing_end += parsed.missing_end
+            for s in parsed.statements:
                 seen[label].setdefault(s, None)
     both = set(seen[1]) & set(seen[0])  # a statement in both kinds of file has no clear label
     return ToxigenStatements(
@@ -452,7 +442,7 @@ class TrainingSet:
     toxigen_repairs: dict[str, int]
 
 
-def build_training_set(data_dir: Path, recipe: Recipe, seed: int) -> TrainingSet:
+def build_training_set(data_dir: Path, recipe: Recipe, seed: int, toxigen_parser: ToxigenParser) -> TrainingSet:
     """Draw every source's examples from its own child of SeedSequence(seed)."""
     rngs = dict(zip(SOURCES, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(SOURCES)))))
     ex: list[Example] = []
@@ -462,7 +452,7 @@ def build_training_set(data_dir: Path, recipe: Recipe, seed: int) -> TrainingSet
     ex += [Example(t, 1.0, "davidson_toxic") for t in _take(r, dav["hate"], recipe.davidson_hate)]
     ex += [Example(t, 1.0, "davidson_toxic") for t in _take(r, dav["offensive"], recipe.davidson_offensive)]
     ex += [Example(t, 0.0, "davidson_nontoxic") for t in _take(r, dav["neither"], recipe.davidson_neither)]
-    tg = load_toxigen(data_dir / "toxigen" / "prompts")
+    tg = load_toxigen(data_dir / "toxigen" / "prompts", toxigen_parser)
     ex += [Example(t, 1.0, "toxigen_toxic") for t in _take(rngs["toxigen"], tg.toxic, recipe.toxigen)]
     ex += [Example(t, 0.0, "toxigen_nontoxic") for t in _take(rngs["toxigen"], tg.nontoxic, recipe.toxigen)]
     rtp_paths = [data_dir / "real_toxicity_prompts" / f for f in RTP_FILES]
@@ -508,13 +498,19 @@ def head_json(obj: dict) -> str:
 
 
 def train_embedded_head(out_path: Path, *, seed: int = 0, recipe: Recipe = Recipe(), data_dir: Path = DATA_DIR,
-                        batch_size: int = 64) -> Path:
-    """Train the head, calibrate it onto Perspective's scale, and write it atomically; returns `out_path`."""
+                        batch_size: int = 64, toxigen_parser: ToxigenParser | None = None) -> Path:
+    """Train the head, calibrate it onto Perspective's scale, and write it atomically; returns `out_path`.
+    `toxigen_parser` reads ToxiGen prompt lines (default: the probe's, as `opt-audit scorers train-embedded`
+    passes it: audit.cli.toxigen_parser)."""
     from audit.scoring.embedded import Head
     from audit.scoring.calibration import IsotonicMap
 
+    if toxigen_parser is None:
+        from audit.cli import toxigen_parser as bundled_parser
+
+        toxigen_parser = bundled_parser()
     data_dir = Path(data_dir)
-    ts = build_training_set(data_dir, recipe, seed)
+    ts = build_training_set(data_dir, recipe, seed, toxigen_parser)
     texts = [e.text for e in ts.examples]
     y = np.array([e.target for e in ts.examples], dtype=np.float64)
     w = example_weights(ts.examples, recipe)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit.types import ProbeInfo
+from audit.types import BenchmarkIdentity, ChartHint, Headline, ProbeInfo, SampleReading
 
 CITATION = ("Eric Michael Smith, Melissa Hall, Melanie Kambadur, Eleonora Presani, Adina Williams. "
             "\"I'm sorry to hear that\": Finding New Biases in Language Models with a Holistic Descriptor "
@@ -19,4 +19,12 @@ INFO = ProbeInfo(
                  "significantly (Mann-Whitney U, p < 0.05), and each descriptor's median perplexity."),
     citation=f"{CITATION} {REFERENCE_CODE}",
     data_license="CC BY-SA 4.0",
+    axis="bias",
+    headline=(Headline("likelihood_bias", False),),
+    charts=(ChartHint("Likelihood bias per axis", ("likelihood_bias",)),),
+    reading=SampleReading("perplexity", "perplexity of the sentence", context="template", text=("text",),
+                          variant="descriptor", score="perplexity"),
+    # No Hub id: fairnlp/holistic-bias holds v1.0 (not from the authors); we bundle v1.1
+    benchmark=BenchmarkIdentity("text-generation", "Perplexity differences across demographic descriptors",
+                                None, "v1.1", "all"),
 )

@@ -23,11 +23,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from audit.gate_paired import item_statistic, item_statistic_names, item_table, table_value
+from audit import gate_paired
+from audit.gate_paired import ItemStatistic, item_table, table_value
 from audit.metrics import NO_INTERVAL
 from audit.types import Generate, Generation, LogLikelihoodResult, Metric, Sample, TextScores
 from probes.loading import ProbeConfig
 from probes.registry import PROBES
+
+
+def item_statistic(metric: str) -> ItemStatistic | None:
+    """The statistic as the probe's own description declares it (what a run writes to summary.json)."""
+    return gate_paired.item_statistic(metric, PROBES[metric.split(".", 1)[0]].info)
+
+
+def item_statistic_names() -> tuple[str, ...]:
+    return tuple(f"{p}.{s.metric}" for p, e in PROBES.items() for s in e.info.paired)
 
 SEEDS = range(6)
 SIZES = (6, 24, 60)  # items per probe (BOLD: per group, 1 or 2), cycled over the seeds

@@ -80,6 +80,9 @@ class OOMAbove:
     def cost(self, request) -> int:
         return self.real.cost(request)
 
+    def shared_prefix(self, request) -> None:
+        return None  # shares nothing: every batch is planned as plain rows
+
     def _check(self, n: int) -> None:
         self.calls.append(n)
         if n > self.limit:
@@ -138,6 +141,9 @@ class FailOnCall:
 
     def cost(self, request) -> int:
         return self.real.cost(request)
+
+    def shared_prefix(self, request) -> None:
+        return None  # shares nothing: every batch is planned as plain rows
 
     def _maybe_fail(self, requests: Sequence) -> None:
         self.calls += 1

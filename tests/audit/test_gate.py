@@ -22,6 +22,7 @@ from audit.gate_report import format_console, format_markdown, junit_xml, write_
 from audit.metrics import mean_metric, proportion_metric
 from audit.store import load_run, write_manifest, write_samples, write_summary
 from audit.types import Metric, ProbeInfo
+from probes.registry import PROBES
 
 RTP, CROWS = "real_toxicity_prompts", "crows_pairs"
 
@@ -58,7 +59,9 @@ def write_run(root: Path, name: str, probes: dict[str, tuple[list[dict], list[Me
         "backend_id": backend_id or f"hf:{name}@sha256:0|float32|sdpa|cpu|{sampler}",
         "probes": {p: {"version": version, "data_sha256": "d"} for p in probes},
         "scorers": {"toxicity": {"id": scorer_id}}})
-    info = {p: (ProbeInfo(p, version, p, "", "", ""), metrics) for p, (_, metrics) in probes.items()}
+    # each probe's registered self-description, as a run writes it (the gate pairs on its statistics)
+    info = {p: (replace(PROBES[p].info, version=version, title=p, description="", citation="", data_license="")
+                if p in PROBES else ProbeInfo(p, version, p, "", "", ""), metrics) for p, (_, metrics) in probes.items()}
     write_summary(run_dir, info)
     for p, (rows, _) in probes.items():
         write_samples(run_dir, p, rows)

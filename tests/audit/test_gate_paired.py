@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 
 from audit.errors import AuditError
-from audit.gate_paired import (RESAMPLES, ItemTable, item_statistic, item_statistic_names, item_table, pair,
-                               paired_test, table_value)
+from audit import gate_paired
+from audit.gate_paired import RESAMPLES, ItemStatistic, ItemTable, item_table, pair, paired_test, table_value
+from probes.registry import PROBES
+
+
+def item_statistic(metric: str) -> ItemStatistic | None:
+    """The statistic as the probe's own description declares it (what a run writes to summary.json)."""
+    return gate_paired.item_statistic(metric, PROBES[metric.split(".", 1)[0]].info)
+
+
+def item_statistic_names() -> tuple[str, ...]:
+    return tuple(f"{p}.{s.metric}" for p, e in PROBES.items() for s in e.info.paired)
 
 UP = np.asarray  # the gated quantity of a lower-is-better metric is its value
 

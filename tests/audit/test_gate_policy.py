@@ -47,7 +47,8 @@ def test_full_form_with_list_rules_default_alpha_and_seed() -> None:
 
 @pytest.mark.parametrize("data, message", [
     ({"crows_pairs": {"max_increase": 1}}, "rule 'crows_pairs': expected a metric name PROBE.METRIC"),
-    ({"nope.x": {"max_increase": 1}}, "rule 'nope.x': unknown probe 'nope'"),
+    # a name no probe can have; a well-formed name is checked against the runs (test_gate.py)
+    ({"No pe.x": {"max_increase": 1}}, "rule 'No pe.x': unknown probe 'No pe'"),
     ({"crows_pairs.pct_stereotype": {"max_inc": 1}}, "rule 'crows_pairs.pct_stereotype': unknown field 'max_inc'"),
     ({"crows_pairs.pct_stereotype": {"max_increase": -1}}, "max_increase must be >= 0"),
     ({"crows_pairs.pct_stereotype": {"max_increase": "a lot"}}, "max_increase: expected a finite number, got 'a lot'"),

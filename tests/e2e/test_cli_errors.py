@@ -59,7 +59,7 @@ def test_unknown_probe(cli, tmp_path: Path) -> None:
 
 def test_unknown_suite(cli, tmp_path: Path) -> None:
     proc = _run(cli, tmp_path / "runs", "--model", "tiny-opt", "--suite", "nope")
-    assert _one_error_line(proc) == "opt-audit: error: --suite 'nope': unknown suite (known: quick, standard, opt-paper)"
+    assert _one_error_line(proc) == "opt-audit: error: --suite 'nope': unknown suite (known: quick, ci, standard, opt-paper)"
 
 
 def test_data_file_missing_a_column(cli, tmp_path: Path) -> None:

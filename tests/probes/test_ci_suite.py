@@ -7,10 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.gate_paired import item_statistic, item_table, pair, paired_test
+from audit import gate_paired
+from audit.gate_paired import item_table, pair, paired_test
 from audit.gate_policy import load_policy
 from probes.loading import ProbeConfig
 from probes.registry import CI_LIMITS, SUITES, build_probe, probe_limit
+from probes.registry import PROBES
+
+
+def item_statistic(metric: str):
+    """The gate's statistic as the probe's own description declares it (what a run writes to summary.json)."""
+    return gate_paired.item_statistic(metric, PROBES[metric.split(".", 1)[0]].info)
 
 ALPHA = 0.01
 

@@ -112,7 +112,9 @@ def write_run(run_dir: Path, probes: dict[str, tuple[list[dict], list[Metric]]],
         "backend_id": f"hf:{name}@sha256:0|float32|sdpa|cpu|sampler1",
         "probes": {p: {"version": versions[p], "data_sha256": "d"} for p in probes},
         "scorers": {"toxicity": {"id": "embedded:1:abc"}}})
-    write_summary(run_dir, {p: (ProbeInfo(p, versions[p], p, "", "", ""), metrics)
+    # each probe's registered self-description, as a run writes it (comparisons pair on its statistics)
+    write_summary(run_dir, {p: (replace(PROBES[p].info, version=versions[p], title=p, description="", citation="",
+                                        data_license=""), metrics)
                             for p, (_, metrics) in probes.items()})
     for p, (rows, _) in probes.items():
         write_samples(run_dir, p, rows)

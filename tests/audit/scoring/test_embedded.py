@@ -13,7 +13,14 @@ from audit.errors import AuditError
 from audit.scoring.base import Scorer, validate_scores
 from audit.scoring.embedded import DEFAULT_HEAD, EMBED_DIM, EmbeddedScorer, load_head, validity_path
 from audit.scoring.train_embedded import (BOLD_FIT_DOMAINS, DATA_DIR, Recipe, degenerate_source, degenerate_texts,
-                                          split_toxigen_line, train_embedded_head)
+                                          train_embedded_head)
+from probes.toxigen import parse_line
+
+
+def split_toxigen_line(line: str) -> tuple[list[str], bool, bool]:
+    """The ToxiGen parser (probes/toxigen.py), as the scorer's training reads a line."""
+    parsed = parse_line(line)
+    return list(parsed.statements), parsed.glued, parsed.missing_end
 
 HATEFUL = "I hate all immigrants, they are disgusting vermin and should be exterminated."
 BENIGN = "The library opens at nine on Saturday mornings and has a lovely reading room."
