@@ -37,12 +37,13 @@ def run(model: str, *, suite: str | None = None, probes: Sequence[str] = (), lim
     With neither `suite` nor `probes` it runs the quick suite, as the CLI does. Rerunning the same
     arguments resumes from the run's cache, exactly like rerunning the command.
     """
+    from audit.backends.heads import model_family
     from audit.contract import ModelSpec, RunSpec, ScorerSpec
     from audit.engine import EngineOptions
     from audit.runner import execute
     from audit.scoring.registry import SCORERS
     from audit.store import load_run as _load
-    from probes.registry import resolve_probes
+    from probes.registry import resolve_probes, split_by_family
 
     if limit is not None and limit < 1:
         raise AuditError(f"limit must be at least 1, got {limit}")
@@ -50,6 +51,8 @@ def run(model: str, *, suite: str | None = None, probes: Sequence[str] = (), lim
         raise AuditError(f"scorer {scorer!r}: unknown scorer (known: {', '.join(SCORERS)})")
     chosen = suite if suite is not None or probes else DEFAULT_SUITE
     names = resolve_probes(chosen, ",".join(probes) or None)
+    # the probes of the model's family (causal LM, classifier, QA), as `opt-audit run` picks them
+    names = split_by_family(names, model_family(ModelSpec(model, revision)), list(probes)).run
     if "custom_prompts" in names:
         raise AuditError("the custom_prompts probe needs a prompts file: use `opt-audit run --prompts FILE.jsonl`")
     spec = RunSpec(model=ModelSpec(model, revision, dtype, attn, device), probes=tuple(names), suite=chosen,

@@ -2,7 +2,8 @@
 
 The key is a sha256 over everything that changes an output: the backend id (model, resolved
 revision or weights sha256, dtype, attention, device), the request (prompt/context/continuation
-and decoding parameters) and, for sampled generation, the seed. lm-evaluation-harness once left
+and decoding parameters; an embedding's layer and pooling, `Embed.key_payload`) and, for sampled
+generation, the seed. lm-evaluation-harness once left
 the model out of its key and reported one model's answers as another's; this key cannot.
 Each batch is committed as soon as it finishes, and WAL keeps the file consistent under SIGKILL.
 A cache.sqlite that is corrupt, truncated or foreign is refused with a clear error before any

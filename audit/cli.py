@@ -10,15 +10,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Sequence
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, Sequence
 
 from audit.errors import AuditError
 
 if TYPE_CHECKING:
+    from audit.progress import Calibration, Estimate
+    from audit.types import Backend, Request
     from audit.contract import RunSpec, VLLMOptions
     from audit.runner import ProbeSet
     from audit.organisms import Corpora
+    from audit.organisms_heads import HeadCorpora
     from audit.scoring.train_embedded import ToxigenParser
+    from audit.verdicts import VerdictPolicy
 
 EXAMPLES = """\
 examples:
@@ -108,6 +112,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _verdict_policy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verdict-policy", type=Path, metavar="FILE",
+                   help="thresholds for the verdicts printed first (one per question: bias, toxicity, "
+                        "degeneration, truthfulness, hate-speech detection); default: "
+                        "audit/assets/verdict_default.yaml, which documents the format")
+
+
+def _verdict_policy(args: argparse.Namespace) -> "VerdictPolicy":
+    """The --verdict-policy file, read and checked before any other work (a bad file is one error line)."""
+    from audit.verdicts import load_verdict_policy
+
+    return load_verdict_policy(args.verdict_policy)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="opt-audit",
@@ -154,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "model holds, at most 8192 on CPU and 65536 on CUDA; recorded in the manifest)")
     run.add_argument("--batch-size", type=_positive_int, help="optional cap on rows per batch")
     run.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    run.add_argument("--label", metavar="NAME",
+                     help="sequence classifiers: the label whose probability the counterfactual audit reads "
+                          "(default: a label named 'positive', else the head's last label; recorded)")
     run.add_argument("--data", action="append", type=_data_override, default=[], metavar="PROBE=PATH",
                      help="replace a probe's bundled data with your file in the same format (repeatable)")
     run.add_argument("--prompts", type=Path, metavar="FILE.jsonl",
@@ -165,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", action="store_true",
                      help="after the run, also write report.html, report.md and the model card README.md "
                           "into the run directory")
+    _verdict_policy_arg(run)
     _scorer_args(run)
 
     report = sub.add_parser(
@@ -185,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path,
                         help="folder for report.html/report.md (default: the run directory), or a file name "
                              "whose stem names every format's file")
+    _verdict_policy_arg(report)
 
     card = sub.add_parser(
         "card", help="write a Hugging Face model card (README.md with model-index results) for a run",
@@ -209,12 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="card file to write or merge into (default: <run>/README.md)")
     card.add_argument("--force", action="store_true",
                       help="replace an existing --out with a freshly generated card (a backup is kept)")
+    _verdict_policy_arg(card)
 
     sub.add_parser("probes", help="list the probes with what they measure, their citation and data license")
-    sub.add_parser("suites", help="list the suites with item and request counts",
-                   description="Each suite with its probes, the items each probe runs and the requests they "
-                               "make (log-likelihoods, and generated sequences: prompts x samples). Reads the "
-                               "bundled data; loads no model.")
+    suites = sub.add_parser(
+        "suites", help="list the suites with item and request counts and an estimated time on this device",
+        description="Each suite with its probes, the items each probe runs and the requests they make "
+                    "(log-likelihoods, and generated sequences: prompts x samples), and an estimated time "
+                    "for --model on this device from a calibration of a few seconds (a few batches timed; "
+                    "audit.progress). --no-estimate reads the bundled data only and loads no model.")
+    suites.add_argument("--model", default="tiny-opt", help="the model to estimate for (default tiny-opt)")
+    suites.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    suites.add_argument("--no-estimate", action="store_true", help="skip the calibration and the time estimates")
 
     scorers = sub.add_parser(
         "scorers", help="list, validate or retrain the text scorers (toxicity, sentiment)",
@@ -321,14 +350,15 @@ def build_probes(spec: "RunSpec") -> "ProbeSet":
     published rows its suite cites. The CLI is the one place that wires probes/ to the runner."""
     from audit.runner import ProbeSet
     from probes.loading import ProbeConfig
-    from probes.registry import build_probe, probe_limit, suite_references
+    from probes.registry import build_probe, probe_limit, suite_references, suite_skips
 
     overrides = dict(spec.data)
     built = {name: build_probe(name, ProbeConfig(limit=probe_limit(spec.suite, name, spec.limit),
-                                                 data=Path(overrides[name]) if name in overrides else None))
+                                                 data=Path(overrides[name]) if name in overrides else None),
+                               label=spec.label)
              for name in spec.probes}
     references = tuple(r.to_json() for r in suite_references(spec.suite, list(spec.probes)))
-    return ProbeSet(built, references)
+    return ProbeSet(built, references, skipped=suite_skips(spec.suite, list(spec.probes)))
 
 
 def toxigen_parser() -> "ToxigenParser":
@@ -355,12 +385,36 @@ def bundled_corpora() -> "Corpora":
     return Corpora(toxigen_lines, crows_stereo)
 
 
+def bundled_head_corpora() -> "HeadCorpora":
+    """The bundled data the head organisms train on, built by the counterfactual and QA probes' own code:
+    every counterfactual sentence, and the ambiguous BBQ span items of a 600-example subset (which holds
+    the quick suite's)."""
+    from audit.organisms_heads import ClassifierText, HeadCorpora, QAItem
+    from probes.counterfactual_classifier import CounterfactualClassifier
+    from probes.loading import ProbeConfig
+    from probes.qa_bias import QaBias
+
+    def classifier_texts() -> list[ClassifierText]:
+        out = []
+        for item in CounterfactualClassifier().items:
+            template = int(item.id.split("/")[1])
+            out.extend(ClassifierText(item.axis, template, j, text) for j, text in enumerate(item.texts))
+        return out
+
+    def qa_items() -> list[QAItem]:
+        return [QAItem(it.example.question, it.example.context, it.biased, it.other)
+                for it in QaBias(ProbeConfig(limit=600)).items if it.example.condition == "ambig"]
+
+    return HeadCorpora(classifier_texts, qa_items)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from audit.contract import ModelSpec, RunSpec
     from audit.engine import EngineOptions
     from audit.runner import execute, format_summary, python_command
     from probes.registry import resolve_probes
 
+    policy = _verdict_policy(args)  # before the model loads: a typo in the file must not cost a run
     # --prompts alone audits just your prompts; with --suite/--probes it adds them to the run
     suite = args.suite or (None if args.probes or args.prompts else DEFAULT_SUITE)
     if args.suite is None and suite == DEFAULT_SUITE:  # never a silent choice of what gets audited
@@ -368,6 +422,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               "subset); pass --suite standard for the full audit")
     probes = args.probes or ("custom_prompts" if args.prompts and not args.suite else None)
     names = resolve_probes(suite, probes)
+    names = _probes_for_family(args, names)
     for probe, _ in args.data:
         if probe not in names:
             raise AuditError(f"--data {probe}=...: probe {probe!r} is not part of this run ({', '.join(names)})")
@@ -385,26 +440,44 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    trust_remote_code=args.trust_remote_code, chat_template=args.chat_template),
                    probes=tuple(names), suite=suite,
                    limit=args.limit, seed=args.seed, data=data,
-                   scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args))
+                   scorer=_scorer_spec(args), backend=args.backend, vllm=_vllm_options(args), label=args.label)
     # no --token-budget: chosen once the model has loaded (audit.backends.budget.choose_token_budget);
     # --seed is the spec's, the run's one seed (audit.runner.execute)
     options = EngineOptions(token_budget=args.token_budget, max_batch_size=args.batch_size,
                             progress=not args.no_progress)
     outcome = execute(spec, args.out, options=options, command=python_command(), build=build_probes)
-    print(format_summary(outcome))
+    print(format_summary(outcome, policy))
     if args.report:
         from model_cards.build import write_card
         from reports.render import write_report
 
-        for path in [*write_report(outcome.run_dir), write_card(outcome.run_dir)]:
+        for path in [*write_report(outcome.run_dir, verdict_policy=policy),
+                     write_card(outcome.run_dir, verdict_policy=policy)]:
             print(f"wrote {path}")
     return 0
+
+
+def _probes_for_family(args: argparse.Namespace, names: list[str]) -> list[str]:
+    """The probes that apply to the model's family (read from its checkpoint: causal LM, sequence
+    classifier or extractive QA). One named in --probes that does not apply is an error; one from the
+    suite is skipped, and the run records why (manifest `skipped_probes`, console)."""
+    from audit.backends.heads import SEQUENCE_CLASSIFICATION, model_family
+    from audit.contract import ModelSpec
+    from probes.registry import split_by_family
+
+    family = model_family(ModelSpec(args.model, args.revision, trust_remote_code=args.trust_remote_code))
+    if args.label is not None and family != SEQUENCE_CLASSIFICATION:
+        raise AuditError(f"--label {args.label}: only a sequence classifier has labels; {args.model} is not one")
+    explicit = [p.strip() for p in (args.probes or "").split(",") if p.strip()]
+    return split_by_family(names, family, explicit).run
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.render import write_report
 
-    for path in write_report(args.run, compare=args.compare, formats=args.format, out=args.out):
+    policy = _verdict_policy(args)
+    for path in write_report(args.run, compare=args.compare, formats=args.format, out=args.out,
+                             verdict_policy=policy):
         print(f"wrote {path}")
     return 0
 
@@ -412,7 +485,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from model_cards.update import update_card
 
-    done = update_card(args.run, info=args.info, out=args.out, force=args.force)
+    policy = _verdict_policy(args)
+    done = update_card(args.run, info=args.info, out=args.out, force=args.force, verdict_policy=policy)
     if done.backup is not None:
         print(f"backup {done.backup}")
     verb = {"created": "wrote", "replaced": "wrote", "merged": "merged results into"}.get(done.action)
@@ -447,15 +521,18 @@ def cmd_probes() -> int:
     return 0
 
 
-def cmd_suites() -> int:
+def cmd_suites(args: argparse.Namespace) -> int:
     from audit.types import Generate
     from probes.loading import ProbeConfig
     from probes.registry import PROBES, SUITES, build_probe, probe_limit
 
+    timer = None if args.no_estimate else _suite_timer(args.model, args.device)
     for suite in SUITES.values():
         print(f"{suite.name}: {suite.description}")
         print(f"    {'probe':<24} {'items':>7} {'log-likelihoods':>16} {'generations':>12}")
         totals = [0, 0, 0]
+        model_s = scorer_s = 0.0
+        not_timed = 0
         for name in suite.probes:
             probe = build_probe(name, ProbeConfig(limit=probe_limit(suite.name, name, None)))
             requests = probe.requests()
@@ -465,14 +542,95 @@ def cmd_suites() -> int:
             for i, v in enumerate((items, ll, gen)):
                 totals[i] += v
             print(f"    {name:<24} {items:>7} {ll:>16} {gen:>12}")
+            if timer is not None:
+                est, skipped = timer.probe(requests, gen if "toxicity" in probe.score_kinds else 0)
+                model_s += est.seconds - est.scoring_seconds
+                scorer_s += est.scoring_seconds
+                not_timed += skipped
         print(f"    {'total':<24} {totals[0]:>7} {totals[1]:>16} {totals[2]:>12}")
+        if timer is not None:
+            print(f"    estimated time: {_duration(model_s + scorer_s + timer.load_seconds)} for {args.model} on "
+                  f"{timer.device} (model {_duration(model_s)}, toxicity scorer {_duration(scorer_s)}, "
+                  f"loading {_duration(timer.load_seconds)})")
+            if not_timed:
+                print(f"    ({not_timed} requests of other kinds, e.g. classification heads, are not in the estimate)")
         if suite.references:
             print(f"    + {len(suite.references)} published reference rows (OPT paper)")
         print()
     needs = [n for n, e in PROBES.items() if e.needs_data]
     if needs:
         print(f"not in any suite (they need your data): {', '.join(needs)} (run --prompts FILE.jsonl)")
+    if timer is not None:
+        print(timer.note())
     return 0
+
+
+class _SuiteTimer(NamedTuple):
+    """`opt-audit suites`' estimates: the loaded model and its calibration on this device."""
+
+    backend: Backend
+    calibration: Calibration
+    device: str
+    model: str
+    load_seconds: float  # the model and the scorer, loaded as a run loads them
+    token_budget: int  # as a run on this device would choose it: generation batches are planned with it
+
+    def probe(self, requests: Sequence[Request], texts: int) -> tuple[Estimate, int]:
+        """One probe's estimate (its `texts` through the toxicity scorer included), from a sample of its
+        requests scaled to all of them; and how many requests of other kinds it leaves out."""
+        from audit.progress import Estimate, decode_batches, estimate, request_work, sample_requests
+        from audit.types import Generate, LogLikelihood, dedupe
+
+        unique = dedupe(requests)
+        lls = [r for r in unique if isinstance(r, LogLikelihood)]
+        gens = [r for r in unique if isinstance(r, Generate)]
+        sample = sample_requests(lls)  # a large probe's log-likelihoods: a sample, scaled
+        ll = estimate([request_work(self.backend, r) for r in sample], 0, self.calibration,
+                      scale=len(lls) / max(1, len(sample)))
+        gen = estimate([request_work(self.backend, r) for r in gens], texts, self.calibration,
+                       batches=decode_batches(self.backend, gens, self.token_budget))
+        both = Estimate(ll.tokens + gen.tokens, gen.new_tokens, texts, ll.seconds + gen.seconds, gen.scoring_seconds)
+        return both, len(unique) - len(lls) - len(gens)  # other kinds (heads, embeddings): not timed
+
+    def note(self) -> str:
+        """What the estimates rest on: the calibration's numbers."""
+        c = self.calibration
+        return (f"time estimates: {self.model} on {self.device}, from a {c.seconds:.1f} s calibration: "
+                f"{c.seconds_per_token * 1e3:.3f} ms per log-likelihood or prompt token, "
+                f"{c.seconds_per_step * 1e3:.1f} ms per decode step + {c.seconds_per_row_step * 1e3:.2f} ms per "
+                f"row of the batch (a generated token: {c.seconds_per_new_token(8) * 1e3:.1f} ms in a batch of 8 "
+                f"rows, {c.seconds_per_new_token(64) * 1e3:.1f} ms in one of 64), "
+                f"{(c.seconds_per_text or 0.0) * 1e3:.2f} ms per text for the embedded toxicity scorer "
+                f"(a run that uses Detoxify scores at its own rate; VADER sentiment is not counted). An "
+                f"estimate: padding, batch sizes and other load on the machine change the real time.")
+
+
+def _suite_timer(model: str, device: str) -> _SuiteTimer:
+    """Load the model and the embedded toxicity scorer, and calibrate them (a few seconds)."""
+    import time as _time
+
+    from audit.backends.budget import choose_token_budget
+    from audit.backends.registry import load_backend
+    from audit.contract import ModelSpec, ScorerSpec
+    from audit.progress import calibrate
+    from audit.scoring.registry import load_scorer
+
+    start = _time.perf_counter()
+    backend = load_backend(ModelSpec(model, device=device))
+    scorer = load_scorer(ScorerSpec("embedded"))
+    load_seconds = _time.perf_counter() - start
+    calibration = calibrate(backend, scorer)
+    facts = backend.describe()
+    budget = choose_token_budget(None, backend).tokens
+    return _SuiteTimer(backend, calibration, str(facts.get("device", device)), model, load_seconds, budget)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds, minutes and seconds, or hours and minutes: an estimate has no decimals."""
+    s = max(0, round(seconds))
+    if s < 120:
+        return f"{s} s"
+    return f"{s // 60} min {s % 60:02d} s" if s < 7200 else f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def cmd_scorers(args: argparse.Namespace) -> int:
@@ -665,7 +823,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "probes":
         return cmd_probes()
     if args.command == "suites":
-        return cmd_suites()
+        return cmd_suites(args)
     if args.command == "report":
         return cmd_report(args)
     if args.command == "card":

@@ -114,6 +114,7 @@ class RunSpec:
     scorer: ScorerSpec = ScorerSpec()  # the toxicity classifier (--scorer, --scorer-checkpoint, ...)
     backend: str = "hf"  # a name in audit.backends.registry (--backend)
     vllm: VLLMOptions = VLLMOptions()  # vLLM engine settings; must stay default unless backend is vllm
+    label: str | None = None  # a classifier's label of interest (--label); None: "positive", else its last label
 
     def __post_init__(self) -> None:
         # a manifest must never record a vLLM setting that did not happen
@@ -137,6 +138,8 @@ class RunSpec:
         for flag in ("trust_remote_code", "chat_template"):  # a default keeps the names runs had before the flag
             if not payload["model"].get(flag):
                 payload["model"].pop(flag, None)
+        if payload.get("label") is None:  # the default keeps the names runs had before --label
+            payload.pop("label", None)
         if self.backend == "hf":
             del payload["backend"], payload["vllm"]
         else:
@@ -153,7 +156,10 @@ class RunSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest's "spec": every field, verbatim, as JSON values (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))  # type: ignore[no-any-return]
+        out = json.loads(json.dumps(asdict(self)))
+        if out.get("label") is None:  # only a run given --label records one
+            out.pop("label", None)
+        return out  # type: ignore[no-any-return]
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> "RunSpec":
@@ -163,7 +169,8 @@ class RunSpec:
                        suite=d.get("suite"), limit=d.get("limit"), seed=int(d.get("seed", 0)),
                        data=tuple((str(p), str(path)) for p, path in d.get("data") or ()),
                        scorer=ScorerSpec(**(d.get("scorer") or {})), backend=str(d.get("backend", "hf")),
-                       vllm=VLLMOptions(**(d.get("vllm") or {})))
+                       vllm=VLLMOptions(**(d.get("vllm") or {})),
+                       label=None if d.get("label") is None else str(d["label"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,19 +6,23 @@
     each finished batch -> cache (committed at once, so a kill loses at most one batch)
     -> {request: result}
 
+The progress bar counts work units (audit.progress), not requests: a generation costs tens of
+log-likelihoods per token. Every batch is planned before the first runs, so the bar's total (cached
+requests included, shown as done) is known up front, and tqdm's rate and ETA are in work.
+
 Out-of-memory on a batch halves it and retries, down to single requests; only then does the
 error propagate (and everything finished so far is already in the cache).
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from audit.batching import plan_batches, restore
+from audit.batching import Batch, plan_batches, restore
 from audit.cache import ResultCache, keys_for
-from audit.types import Backend, Generate, LogLikelihood, Request, Result, dedupe
+from audit.progress import request_work, units, work_bar
+from audit.types import Backend, Classify, Embed, ExtractSpan, Generate, LogLikelihood, Request, Result, dedupe
 
 
 @dataclass(frozen=True)
@@ -67,16 +71,18 @@ def run_requests(
         from audit.backends.budget import choose_token_budget
 
         budget = choose_token_budget(None, backend).tokens
-    bar = _progress(len(misses), options.progress)
+    plans: list[tuple[Any, list[Request], list[Batch]]] = []  # planned before the bar: its total
+    for kind in (LogLikelihood, Generate, Classify, ExtractSpan, Embed):
+        todo = [r for r in misses if isinstance(r, kind)]
+        if not todo:
+            continue
+        costs = [backend.cost(r) for r in todo]
+        groups = [r.params for r in todo if isinstance(r, Generate)] if kind is Generate else None
+        shared = [backend.shared_prefix(r) for r in todo]  # what each request shares with others
+        plans.append((kind, todo, plan_batches(costs, budget, options.max_batch_size, groups, shared)))
+    bar = _progress(backend, unique, misses, plans, options.progress)
     try:
-        for kind in (LogLikelihood, Generate):
-            todo = [r for r in misses if isinstance(r, kind)]
-            if not todo:
-                continue
-            costs = [backend.cost(r) for r in todo]
-            groups = [r.params for r in todo if isinstance(r, Generate)] if kind is Generate else None
-            shared = [backend.shared_prefix(r) for r in todo]  # what each request shares with others
-            batches = plan_batches(costs, budget, options.max_batch_size, groups, shared)
+        for kind, todo, batches in plans:
             outputs: list[list[Result]] = []
             for batch in batches:
                 per_row = batch.padded_tokens // len(batch.indices)
@@ -86,7 +92,8 @@ def run_requests(
                 splits += n_split
                 cache.put_many(backend.id, ((key_of[r], r.kind, res) for r, res in zip(items, out)))
                 outputs.append(out)
-                bar.update(len(items))
+                if not bar.disable:
+                    bar.update(units([request_work(backend, r) for r in items]))
             n_batches += len(batches)
             for r, res in zip(todo, restore(len(todo), batches, outputs)):
                 results[r] = res
@@ -103,6 +110,10 @@ def _run_with_backoff(backend: Backend, items: list[Request], seed: int,
     try:
         if isinstance(items[0], LogLikelihood):
             return list(backend.loglikelihood(items)), 0  # type: ignore[arg-type]
+        if isinstance(items[0], (Classify, ExtractSpan)):  # model heads (audit.backends.heads)
+            return _run_head(backend, items), 0
+        if isinstance(items[0], Embed):  # pooled hidden states (SEAT)
+            return list(backend.embed(items)), 0  # type: ignore[arg-type]
         return list(backend.generate(items, seed)), 0  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - only OOM is handled; everything else re-raises
         if not is_oom(e) or len(items) == 1:
@@ -112,6 +123,18 @@ def _run_with_backoff(backend: Backend, items: list[Request], seed: int,
     left, s1 = _run_with_backoff(backend, items[:half], seed, is_oom)
     right, s2 = _run_with_backoff(backend, items[half:], seed, is_oom)
     return left + right, 1 + s1 + s2
+
+
+def _run_head(backend: Backend, items: list[Request]) -> list[Result]:
+    """A classification or span batch, on a backend that has the head (a causal LM has neither)."""
+    from audit.errors import AuditError
+
+    method = "classify" if isinstance(items[0], Classify) else "extract_span"
+    run = getattr(backend, method, None)
+    if run is None:
+        raise AuditError(f"{type(items[0]).__name__} requests need a model with that head; "
+                         f"the {type(backend).__name__} backend has no {method}()")
+    return list(run(items))
 
 
 def _free_accelerator_memory() -> None:
@@ -124,10 +147,17 @@ def _free_accelerator_memory() -> None:
         pass
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr with items/s and ETA (silent when disabled or nothing to do)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="req", dynamic_ncols=True, file=sys.stderr,
-                disable=not enabled or total == 0, smoothing=0.1)
-
+def _progress(backend: Backend, unique: Sequence[Request], misses: Sequence[Request],
+              plans: Sequence[tuple[Any, list[Request], list[Batch]]], enabled: bool) -> Any:
+    """A bar over work units (audit.progress), its total known before any batch runs: every batch's
+    units, plus the cached requests' units, shown as done at once. Silent when disabled or when
+    nothing is left to compute (and then nothing is tokenized for it)."""
+    if not enabled or not misses:
+        return work_bar(0, 0, enabled=False)
+    missed = set(misses)
+    # cached requests of the kinds every backend can cost (a head request is costed only when it runs)
+    cached = units([request_work(backend, r) for r in unique
+                    if r not in missed and isinstance(r, (LogLikelihood, Generate))])
+    todo = sum(units([request_work(backend, items[i]) for i in batch.indices])
+               for _, items, batches in plans for batch in batches)
+    return work_bar(cached + todo, cached, enabled=True)

@@ -33,6 +33,7 @@ from audit.scoring.registry import check_kind
 from audit.store import (CACHE, MANIFEST, SAMPLES_DIR, SUMMARY, load_manifest, lock_run_dir, write_error,
                          write_manifest, write_samples, write_summary)
 from audit.types import Backend, Generate, Metric, Probe, ProbeInfo, Request, TextScores
+from audit.verdicts import VerdictPolicy, format_verdicts, is_random_model, load_verdict_policy, run_verdicts
 
 # the specs live in audit.contract; their names stay importable from here
 __all__ = ["ModelSpec", "ProbeSet", "RunSpec", "ScorerSpec", "VLLMOptions", "evaluate", "execute"]
@@ -48,6 +49,7 @@ class ProbeSet:
 
     probes: Mapping[str, Probe]
     references: tuple[Mapping[str, Any], ...] = ()
+    skipped: Mapping[str, str] = field(default_factory=dict)  # suite probes of another model family -> why
 
 
 ProbeBuilder = Callable[[RunSpec], ProbeSet]
@@ -64,6 +66,7 @@ class RunOutcome:
     model: Mapping[str, Any] = field(default_factory=dict)
     scorers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     references: list[Mapping[str, Any]] = field(default_factory=list)  # published rows (opt-paper suite)
+    skipped: Mapping[str, str] = field(default_factory=dict)  # suite probes not run (another model family) -> why
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
                 truncation=_truncation_record(truncation, backend),
                 input_warnings=tuple(input_warnings),
                 failed_attempts=_failed_attempts(previous),
+                extra={"skipped_probes": dict(built.skipped)} if built.skipped else {},
             )
             if previous.status == "complete":  # keep it complete while the rerun runs
                 write_manifest(run_dir, previous.with_changes(
@@ -263,7 +267,7 @@ def execute(spec: RunSpec, out_root: Path, *, options: EngineOptions = EngineOpt
         if created:
             _remove_if_empty(run_dir)  # a run refused before it wrote anything leaves no folder
     return RunOutcome(run_dir, result.metrics, result.stats, t_end - t0, model_facts, result.scorers,
-                      references)
+                      references, skipped=dict(built.skipped))
 
 
 TRUNCATION_RULE = ("a generation prompt longer than the model's context minus max_new_tokens keeps its last "
@@ -421,9 +425,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def format_summary(outcome: RunOutcome) -> str:
-    """The console table: every metric with its CI, n and direction, and a caveat line under a degenerate one."""
-    lines = []
+def format_summary(outcome: RunOutcome, policy: VerdictPolicy | None = None) -> str:
+    """What `opt-audit run` prints: the verdict block first (with the random-weights banner, so it cannot
+    be missed), then every metric with its CI, n and direction, and a caveat line under a degenerate one.
+
+    `policy`: the verdict thresholds (`--verdict-policy`; default audit/assets/verdict_default.yaml).
+    """
+    verdicts = run_verdicts(outcome.metrics, policy if policy is not None else load_verdict_policy(),
+                            published=outcome.references)
+    lines = [format_verdicts(verdicts, random_weights=is_random_model(outcome.model)), ""]
     width = max([14, *(len(p) for p in outcome.metrics)])
     header = f"{'probe':<{width}} {'metric':<30} {'value':>9}  {'95% CI':<21} {'n':>6}  better"
     lines.append(header)
@@ -457,8 +467,8 @@ def format_summary(outcome: RunOutcome) -> str:
 
     for kind, prov in outcome.scorers.items():
         lines.append(f"{kind}: {metric_scorer_record(kind, prov)['validity']['summary']}")
-    if outcome.model.get("model") == "tiny-opt":
-        lines.append("note: tiny-opt has random weights; these scores exercise the pipeline only.")
+    for name, why in outcome.skipped.items():  # suite probes of another model family: never dropped silently
+        lines.append(f"skipped: {name} ({why})")
     lines.append(f"run directory: {outcome.run_dir}")
     return "\n".join(lines)
 

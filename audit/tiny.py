@@ -126,3 +126,88 @@ def tiny_model_dir() -> Path:
                 raise
     return target
 
+
+
+# --------------------------------------------------------------------------------------------
+# tiny-opt with a task head: the embedded classifier and extractive-QA models
+# --------------------------------------------------------------------------------------------
+
+TINY_CLASSIFIER_NAME = "tiny-opt-classifier"
+TINY_QA_NAME = "tiny-opt-qa"
+TINY_HEADS_VERSION = "1"  # bump when a head's shape or init below changes (tiny-opt's own bytes never do)
+TINY_HEAD_SEED = 4321
+TINY_CLASSIFIER_LABELS = ("negative", "positive")  # id 0, id 1: the default label of interest is the last
+
+
+def build_tiny_head_model(head: str, out_dir: Path, seed: int = TINY_HEAD_SEED) -> Path:
+    """Write tiny-opt's body under a seeded random `head` ("classifier": OPTForSequenceClassification
+    with 2 labels; "qa": OPTForQuestionAnswering) to `out_dir` atomically; return `out_dir`.
+
+    Why built from tiny-opt's saved body rather than a fresh init: the heads then share tiny-opt's
+    exact weights, so a difference between the models is the head alone.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if head not in ("classifier", "qa"):
+        raise ValueError(f"unknown tiny head {head!r}")
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a first use builds quietly: the console belongs to the run
+    try:
+        return _build_tiny_head(head, Path(out_dir), seed, tiny_model_dir())
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _build_tiny_head(head: str, out_dir: Path, seed: int, body_dir: Path) -> Path:
+    """`build_tiny_head_model` with the library's progress bars off."""
+    import torch
+    from transformers import OPTConfig, OPTForCausalLM, OPTForQuestionAnswering, OPTForSequenceClassification
+
+    base = OPTForCausalLM.from_pretrained(str(body_dir), dtype=torch.float32, trust_remote_code=False)
+    config = OPTConfig.from_dict(base.config.to_dict())
+    if head == "classifier":
+        config.num_labels = len(TINY_CLASSIFIER_LABELS)
+        config.id2label = dict(enumerate(TINY_CLASSIFIER_LABELS))
+        config.label2id = {label: i for i, label in enumerate(TINY_CLASSIFIER_LABELS)}
+        config.architectures = ["OPTForSequenceClassification"]
+        model = OPTForSequenceClassification(config)
+    else:
+        config.architectures = ["OPTForQuestionAnswering"]
+        model = OPTForQuestionAnswering(config)
+    model.model.load_state_dict(base.model.state_dict())
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith(("score.", "qa_outputs.")):  # the head: seeded, never transformers' init
+                if name.endswith("bias"):
+                    param.zero_()
+                else:
+                    param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * TinyConfig().init_std)
+    model.eval()
+    name = TINY_CLASSIFIER_NAME if head == "classifier" else TINY_QA_NAME
+    with atomic_directory(Path(out_dir)) as tmp:
+        model.save_pretrained(str(tmp))
+        load_opt_tokenizer().save_pretrained(str(tmp))
+        for extra in ("LICENSE", "SOURCE.md"):
+            shutil.copyfile(tokenizer_files() / extra, tmp / f"TOKENIZER_{extra}")
+        (tmp / "README.md").write_text(
+            f"# {name}\n\ntiny-opt v{TINY_VERSION}'s body with a randomly initialised "
+            f"{type(model).__name__} head, built by opt-audit ({name} v{TINY_HEADS_VERSION}, seed {seed}).\n"
+            "Its weights are random: scores computed with it exercise the audit pipeline only.\n",
+            encoding="utf-8",
+        )
+    return Path(out_dir)
+
+
+def tiny_head_dir(name: str) -> Path:
+    """The cached tiny-opt-classifier or tiny-opt-qa, built on first use."""
+    head = {TINY_CLASSIFIER_NAME: "classifier", TINY_QA_NAME: "qa"}[name]
+    target = cache_root() / f"{name}-v{TINY_VERSION}.{TINY_HEADS_VERSION}"
+    if not (target / "model.safetensors").exists():
+        try:
+            build_tiny_head_model(head, target)
+        except OSError:
+            if not (target / "model.safetensors").exists():
+                raise
+    return target

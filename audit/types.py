@@ -78,7 +78,75 @@ class LogLikelihood:
         return {"kind": self.kind, "context": self.context, "continuation": self.continuation}
 
 
-Request = Union[Generate, LogLikelihood]
+@dataclass(frozen=True)
+class Classify:
+    """Label probabilities of `text` from a sequence-classification head (softmax over its labels)."""
+
+    text: str
+
+    kind = "classify"
+
+    def key_payload(self) -> dict[str, Any]:
+        """Everything about the request that changes its output, for cache keys."""
+        return {"kind": self.kind, "text": self.text}
+
+
+@dataclass(frozen=True)
+class ExtractSpan:
+    """The best answer span of `question` in `context` from an extractive-QA head, and the best score
+    of each of `candidates` (substrings of the context; a probe compares them, e.g. two people's mentions)."""
+
+    question: str
+    context: str
+    candidates: tuple[str, ...] = ()
+    max_answer_tokens: int = 30  # longest span considered (SQuAD's usual limit)
+
+    kind = "extract_span"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+        object.__setattr__(self, "max_answer_tokens", int(self.max_answer_tokens))
+        if self.max_answer_tokens < 1:
+            raise ValueError(f"max_answer_tokens must be >= 1, got {self.max_answer_tokens}")
+
+    def key_payload(self) -> dict[str, Any]:
+        """Everything about the request that changes its output, for cache keys."""
+        return {"kind": self.kind, "question": self.question, "context": self.context,
+                "candidates": list(self.candidates), "max_answer_tokens": self.max_answer_tokens}
+
+
+POOLINGS = ("mean", "last")
+"""How `Embed` pools a layer's token states into one vector: the mean over the text's own tokens, or
+the state of its last token (in a causal LM the only position that has seen the whole text)."""
+
+
+@dataclass(frozen=True)
+class Embed:
+    """One vector for `text`: the hidden states of layer `layer`, pooled over the text's tokens.
+
+    The text is encoded without special tokens and run after the model's BOS token (the empty-context
+    convention of `LogLikelihood`); the BOS position is never pooled, since its state is the same for
+    every text. `layer` indexes transformers' `hidden_states` (0: the embedding output, -1: the last
+    layer, after the final layer norm).
+    """
+
+    text: str
+    layer: int = -1
+    pooling: str = "mean"
+
+    kind = "embed"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer", int(self.layer))
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+
+    def key_payload(self) -> dict[str, Any]:
+        """Everything about the request that changes its output, for cache keys (layer and pooling too)."""
+        return {"kind": self.kind, "text": self.text, "layer": self.layer, "pooling": self.pooling}
+
+
+Request = Union[Generate, LogLikelihood, Classify, ExtractSpan, Embed]
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +198,74 @@ class LogLikelihoodResult:
         return LogLikelihoodResult(float(d["logprob"]), int(d["n_tokens"]), bool(d["is_greedy"]))
 
 
-Result = Union[Generation, LogLikelihoodResult]
+@dataclass(frozen=True)
+class ClassifyResult:
+    """Softmax probabilities over the head's labels, in label-id order, and the labels (id2label)."""
+
+    probs: tuple[float, ...]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "probs", tuple(float(p) for p in self.probs))
+        object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+        if len(self.probs) != len(self.labels):
+            raise ValueError(f"{len(self.probs)} probabilities for {len(self.labels)} labels")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"probs": list(self.probs), "labels": list(self.labels)}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "ClassifyResult":
+        return ClassifyResult(tuple(d["probs"]), tuple(d["labels"]))
+
+
+@dataclass(frozen=True)
+class SpanResult:
+    """The best span (start <= end, within the context, at most max_answer_tokens long): its text, its
+    character offsets in the context and its score (start logit + end logit); and each candidate's best
+    score over its occurrences in the context (None: the candidate does not occur in the context)."""
+
+    text: str
+    char_start: int
+    char_end: int
+    score: float
+    candidate_scores: tuple[float | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "candidate_scores",
+                           tuple(None if x is None else float(x) for x in self.candidate_scores))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "char_start": self.char_start, "char_end": self.char_end,
+                "score": self.score, "candidate_scores": list(self.candidate_scores)}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "SpanResult":
+        return SpanResult(str(d["text"]), int(d["char_start"]), int(d["char_end"]), float(d["score"]),
+                          tuple(d.get("candidate_scores") or ()))
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The pooled vector of one `Embed` request (float32 states, widened to float) and the tokens pooled."""
+
+    vector: tuple[float, ...]
+    n_tokens: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vector", tuple(float(x) for x in self.vector))
+        if not self.vector or not all(math.isfinite(x) for x in self.vector):
+            raise ValueError("an embedding must be a non-empty vector of finite numbers")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vector": list(self.vector), "n_tokens": self.n_tokens}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> "Embedding":
+        return Embedding(tuple(d["vector"]), int(d["n_tokens"]))
+
+
+Result = Union[Generation, LogLikelihoodResult, ClassifyResult, SpanResult, Embedding]
 
 
 def result_from_json(kind: str, d: Mapping[str, Any]) -> Result:
@@ -139,6 +274,12 @@ def result_from_json(kind: str, d: Mapping[str, Any]) -> Result:
         return Generation.from_json(d)
     if kind == LogLikelihood.kind:
         return LogLikelihoodResult.from_json(d)
+    if kind == Classify.kind:
+        return ClassifyResult.from_json(d)
+    if kind == ExtractSpan.kind:
+        return SpanResult.from_json(d)
+    if kind == Embed.kind:
+        return Embedding.from_json(d)
     raise ValueError(f"unknown request kind {kind!r}")
 
 
@@ -282,6 +423,9 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]: ...
 
     def loglikelihood(self, requests: Sequence[LogLikelihood]) -> list[LogLikelihoodResult]: ...
+
+    def embed(self, requests: Sequence[Embed]) -> list[Embedding]:
+        """Pooled hidden states (SEAT-style probes); a backend that cannot expose them raises AuditError."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,10 +37,14 @@ class VerdictRule:
     threshold: float
 
 
+MIN_N = 20  # fewer items than this: never judged on its interval (tiny subsets give zero-width intervals)
+
+
 @dataclass(frozen=True)
 class VerdictPolicy:
     rules: tuple[VerdictRule, ...]
     source: str
+    min_n: int = MIN_N  # a metric on fewer items is inconclusive, whatever its interval says
 
     def rule(self, key: str) -> VerdictRule | None:
         return next((r for r in self.rules if r.metric == key), None)
@@ -106,10 +110,13 @@ def load_verdict_policy(path: Path | None = None) -> VerdictPolicy:
 def parse_verdict_policy(data: Any, source: str) -> VerdictPolicy:
     if not isinstance(data, Mapping) or not isinstance(data.get("rules"), Mapping) or not data["rules"]:
         raise AuditError(f"verdict policy {source}: expected 'rules:' mapping probe.metric to {{threshold: X}}")
-    extra = sorted(set(map(str, data)) - {"rules", "version"})
+    extra = sorted(set(map(str, data)) - {"rules", "version", "min_n"})
     if extra:
         raise AuditError(f"verdict policy {source}: unknown top-level field(s) {', '.join(extra)} "
-                         "(expected rules, version)")
+                         "(expected rules, version, min_n)")
+    min_n = data.get("min_n", MIN_N)
+    if isinstance(min_n, bool) or not isinstance(min_n, int) or min_n < 1:
+        raise AuditError(f"verdict policy {source}: min_n must be a positive integer, got {min_n!r}")
     if data.get("version", 1) != 1:
         raise AuditError(f"verdict policy {source}: version {data.get('version')!r} is not supported "
                          "(this opt-audit reads 1)")
@@ -124,11 +131,11 @@ def parse_verdict_policy(data: Any, source: str) -> VerdictPolicy:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
             raise AuditError(f"{where}: threshold must be a finite number, got {t!r}")
         rules.append(VerdictRule(key, float(t)))
-    return VerdictPolicy(tuple(rules), source)
+    return VerdictPolicy(tuple(rules), source, min_n)
 
 
 def judge_metric(probe: str, m: Metric, threshold: float,
-                 references: Sequence[Reference] = ()) -> MetricVerdict:
+                 references: Sequence[Reference] = (), min_n: int = MIN_N) -> MetricVerdict:
     """Place one metric's 95% interval against its threshold (see the module docstring).
 
     For a metric with an ideal, the judged quantity is the distance from the ideal, and the interval
@@ -150,6 +157,10 @@ def judge_metric(probe: str, m: Metric, threshold: float,
         side = f"below {threshold:g}"
     half = (hi - lo) / 2.0
     mde = None
+    if m.n < min_n:  # an interval from a handful of items (often zero-width) is no evidence either way
+        return MetricVerdict(probe, m.name, "inconclusive", m.value, (lo, hi), m.n, m.unit, threshold,
+                             f"too few items to judge (n = {m.n} < {min_n}, the policy's minimum)",
+                             tuple(references), None)
     if bad:
         status: Status = "concern"
         reason = f"the whole 95% interval is {side}"
@@ -185,8 +196,8 @@ def run_verdicts(probes: Mapping[str, tuple[ProbeInfo, Sequence[Metric]]], polic
             m, rule = found.get(h.metric), policy.rule(key)
             why = None
             if rule is None:
-                why = f"{key}: no threshold in the verdict policy"
-            elif m is None or m.status != "ok" or not math.isfinite(m.value):
+                continue  # a headline the policy does not judge: shown in the tables, not in the verdict
+            if m is None or m.status != "ok" or not math.isfinite(m.value):
                 why = f"{key}: {'not computed' if m is None else m.status}"
             elif m.ci is None:
                 why = f"{key}: no confidence interval"
@@ -206,7 +217,7 @@ def run_verdicts(probes: Mapping[str, tuple[ProbeInfo, Sequence[Metric]]], polic
                 bm = next((b for b in baseline[name][1] if b.name == h.metric), None)
                 if bm is not None and math.isfinite(bm.value):
                     refs.append(Reference("baseline", bm.value))
-            by_axis[info.axis].append(judge_metric(name, m, rule.threshold, refs))
+            by_axis[info.axis].append(judge_metric(name, m, rule.threshold, refs, policy.min_n))
     order = [a for a in AXES if a in by_axis] + sorted(a for a in by_axis if a not in AXES)
     out = []
     for axis in order:
@@ -232,7 +243,8 @@ def question(axis: str) -> str:
 def is_random_model(model: Mapping[str, Any]) -> bool:
     """Whether the run's model is tiny-opt or an organism built from it: random weights, whatever it scores."""
     name = str(model.get("model") or model.get("path") or "")
-    return name == "tiny-opt" or "tiny-opt-v" in name or "/organisms-v" in name
+    # tiny-opt and its heads (tiny-opt-classifier, tiny-opt-qa), their cache folders, and the organisms
+    return name.startswith("tiny-opt") or "/tiny-opt" in name or "organisms-v" in name
 
 
 def format_verdicts(verdicts: Sequence[Verdict], *, random_weights: bool = False) -> str:

@@ -1,5 +1,6 @@
-"""Overview: what ran, every metric with its 95% CI, n and direction, and the skipped metrics with
-their reasons (a metric is never silently missing)."""
+"""Overview: the verdicts first (with the random-weights warning on top), then what ran, every metric
+with its 95% CI, n and direction, and the skipped metrics with their reasons (a metric is never
+silently missing)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dashboards.context import Context
 from dashboards.tables import metrics_frame, skipped_frame
 from dashboards.text import literal_markdown
 from dashboards.ui import keep_valid, needs_run, run_title, write
+from dashboards.verdicts import show_verdicts
 from audit import formatting as fmt
 from reports.facts import limitations, reproduce_command, run_facts, scorer_facts
 
@@ -20,6 +22,7 @@ def render(ctx: Context) -> None:
         return
     run = ctx.run
     assert run is not None
+    show_verdicts(run, ctx.baseline)  # first: the answers, and the warning when the weights are random
     metrics = metrics_frame(run)
     skipped = skipped_frame(run)
     c = st.columns(4)

@@ -1,4 +1,4 @@
-"""Runs: every run in the folder (model, suite, date, status, headline metrics), filterable; pick
+"""Runs: every run in the folder (model, seed, headline metrics per question, suite, status, date), filterable; pick
 one run to explore, or two to compare (the second is the baseline)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards.context import Context
-from dashboards.tables import runs_frame
+from dashboards.runs import runs_table
 from dashboards.text import literal_markdown
 from dashboards.ui import BASELINE_KEY, NO_BASELINE, RUN_KEY, empty_folder
 
@@ -52,7 +52,7 @@ def render(ctx: Context) -> None:
                if (not shown_status or e.status in shown_status)
                and (not query.strip() or query.strip().casefold() in f"{e.id} {e.model} {e.suite}".casefold())]
     st.caption(f"{len(entries)} of {len(ctx.entries)} runs shown · {len(usable)} open · {len(bad)} with a problem")
-    st.dataframe(runs_frame(entries), hide_index=True, width="stretch",
+    st.dataframe(runs_table(entries), hide_index=True, width="stretch",
                  column_config={"problem": st.column_config.TextColumn("problem", width="large")})
     if bad:
         st.subheader("Runs that cannot be opened")

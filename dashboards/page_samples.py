@@ -39,25 +39,32 @@ def render(ctx: Context) -> None:
     group_options = sorted(frame["group"].unique())
     keep_valid("samples_groups", group_options)
     groups = c2.multiselect("Groups", group_options, key="samples_groups", placeholder="all groups")
-    score_range = None
-    bounds = score_bounds(frame)
-    if bounds is not None and bounds[0] < bounds[1]:
-        # One slider per probe selection: its range changes with the probes, so its state must too.
-        slot = hashlib.sha256("\0".join(wanted).encode()).hexdigest()[:12]
-        names = sorted({reading(p, run.probes[p].info).score_name for p in wanted})
-        lo, hi = st.slider(f"Score range ({', '.join(names)})", bounds[0], bounds[1], bounds,
-                           key=f"samples_score_{slot}")
+    # One slider per kind of score: a toxicity, a log-likelihood difference and a seq-rep share are
+    # on different scales, so one range across them would mean nothing. Each slider's range changes
+    # with the probes chosen, so its state is keyed by that selection too.
+    slot = hashlib.sha256("\0".join(wanted).encode()).hexdigest()[:12]
+    ranges: dict[str, tuple[float, float]] = {}
+    for name in sorted(frame["score_name"].unique()):
+        bounds = score_bounds(frame[frame["score_name"] == name])
+        if bounds is None or not bounds[0] < bounds[1]:
+            continue
+        key = f"samples_score_{slot}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        lo, hi = st.slider(f"Score range ({name})", bounds[0], bounds[1], bounds, key=key)
         if (lo, hi) != bounds:
-            score_range = (lo, hi)
-    f = SampleFilter(probes=tuple(probes), groups=tuple(groups), score_range=score_range, text=text)
+            ranges[name] = (lo, hi)
+    f = SampleFilter(probes=tuple(probes), groups=tuple(groups), text=text)
     matches = apply_filter(frame, f)
+    for name, (lo, hi) in ranges.items():  # a kind's range hides only rows of that kind
+        of_kind = matches["score_name"] == name
+        matches = matches[~of_kind | matches["score"].between(lo, hi, inclusive="both")]
+    score_range = bool(ranges)
 
     c3, c4 = st.columns([1, 4])
     size = c3.selectbox("Rows per page", PAGE_SIZES, index=1, key="samples_size")
     number = st.pagination(page_count(len(matches), size), key="samples_page", max_visible_pages=9)
     page = get_page(matches, number, size)
     c4.caption(f"{page.total:,} of {len(frame):,} samples match · showing {page.first:,}–{page.last:,}"
-               + (" · scores outside the range and unscored rows hidden" if score_range else ""))
+               + (" · scores outside their kind's range and their unscored rows hidden" if score_range else ""))
     st.dataframe(page.rows[SHOWN_COLUMNS], hide_index=True, width="stretch",
                  column_config={"score": st.column_config.NumberColumn(format="%.4g"),
                                 "text": st.column_config.TextColumn(width="large"),

@@ -39,6 +39,8 @@ class RunEntry:
     probes: int
     problem: str
     headline: tuple[tuple[str, float | None], ...] = ()  # ("probe.metric", value): each probe's first headline
+    seed: str = ""  # the run's seed as recorded ("" when the manifest has none)
+    axes: tuple[tuple[str, str], ...] = ()  # (axis, "probe.metric value unit · ..."): headlines per question
 
     @property
     def usable(self) -> bool:
@@ -84,21 +86,40 @@ def read_entry(run_dir: Path) -> RunEntry:
     model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
     spec = manifest.get("spec") if isinstance(manifest.get("spec"), Mapping) else {}
     spec_model = spec.get("model") if isinstance(spec.get("model"), Mapping) else {}
+    seed = spec.get("seed")
     base = dict(id=run_dir.name, path=str(run_dir),
                 status=str(manifest.get("status", "unknown")),
                 model=str(model.get("model") or spec_model.get("model") or ""), suite=str(spec.get("suite") or ""),
-                started=str(manifest.get("started_at") or ""))
+                started=str(manifest.get("started_at") or ""),
+                seed="" if seed is None or isinstance(seed, bool) else str(seed))
     try:
         run = described(load_run(run_dir))
     except AuditError as e:
         return RunEntry(**base, probes=len(manifest.get("probes") or ()), problem=str(e))
     headline = []
-    for probe, summary in run.probes.items():  # the Runs table: each probe's first headline metric
-        name = summary.info.headline[0].metric if summary.info.headline else None
+    axes: dict[str, list[str]] = {}
+    for probe, summary in run.probes.items():  # the Runs table: each probe's first headline metric it has
+        name = next((h.metric for h in summary.info.headline if run.metric(probe, h.metric) is not None), None)
         m = run.metric(probe, name) if name else None
         if m is not None:
             headline.append((f"{probe}.{name}", m.value if m.ok else None))
-    return RunEntry(**base, probes=len(run.probes), problem="", headline=tuple(headline))
+            value = f"{m.value:.3g}{m.unit}" if m.ok and m.value is not None else (m.status or "no value")
+            axes.setdefault(summary.info.axis or "other", []).append(f"{probe}.{name} {value}")
+    return RunEntry(**base, probes=len(run.probes), problem="", headline=tuple(headline),
+                    axes=tuple((axis, " · ".join(items)) for axis, items in axes.items()))
+
+
+def runs_table(entries: Sequence[RunEntry]) -> pd.DataFrame:
+    """The Runs table at a glance: who ran what with which seed, then one headline column per question.
+
+    One column per axis (bias, toxicity, ...) holding its probes' first headline metrics as text keeps
+    the table narrow enough for a 1280 px screen, where one column per metric was 2,600 px wide.
+    """
+    axis_cols = list(dict.fromkeys(a for e in entries for a, _ in e.axes))
+    rows = [{"run": e.id, "model": e.model, "seed": e.seed, **{a: "" for a in axis_cols}, **dict(e.axes),
+             "suite": e.suite, "status": e.status, "started": e.started, "problem": e.problem} for e in entries]
+    columns = ["run", "model", "seed", *axis_cols, "suite", "status", "started", "problem"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

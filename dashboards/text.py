@@ -36,17 +36,16 @@ def _literal_span(text: str) -> str:
 
 
 def loop_markdown(text: str, loop_char_start: int | None) -> str:
-    """A continuation with its loop, `text[loop_char_start:]`, on a highlighted background.
+    """A continuation with its loop's whole repeated phrases (`reports.loops.loop_span`) highlighted.
 
-    Before the loop the text keeps its line breaks; inside the highlight a line break is shown as
-    "⏎", because the highlight span cannot cross lines; whitespace after the loop's last character
-    is not drawn. Without a loop start in range, the whole text is shown unhighlighted.
+    Before and after the loop the text keeps its line breaks; inside the highlight a line break is
+    shown as "⏎", because the highlight span cannot cross lines. Without a loop start in range, the
+    whole text is shown unhighlighted.
     """
-    if loop_char_start is None or not 0 <= loop_char_start < len(text):
+    from reports.loops import loop_span
+
+    span = loop_span(text, loop_char_start)
+    if span is None:
         return literal_markdown(text)
-    head, loop = text[:loop_char_start], text[loop_char_start:]
-    lead = loop[:len(loop) - len(loop.lstrip())]
-    core = loop.strip()
-    if not core:
-        return literal_markdown(text)
-    return literal_markdown(head + lead) + f":{LOOP_COLOUR}-background[{_literal_span(core)}]"
+    tail = literal_markdown(span.tail) if span.tail.strip() else ""
+    return literal_markdown(span.head) + f":{LOOP_COLOUR}-background[{_literal_span(span.loop)}]" + tail

@@ -20,11 +20,13 @@ from typing import Any
 import jinja2
 
 from audit.store import Run
+from audit.verdicts import VerdictPolicy
 from model_cards.escape import (TO_BE_COMPLETED, Md, code_block, code_cell, code_span, md_cell, md_link_or_text,
                                 md_or_missing, md_text)
 from model_cards.info import CardInfo
 from model_cards.metadata import dump_front_matter, front_matter
 from model_cards.view import CardView, card_view
+from reports.verdicts import POLICY_NOTE
 
 TEMPLATE = "model_card.md.j2"
 RESULTS_TEMPLATE = "results.md.j2"
@@ -33,23 +35,24 @@ END_MARKER = "<!-- opt-audit:end -->"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 
-def build_card(run: Run, info: CardInfo) -> str:
+def build_card(run: Run, info: CardInfo, *, verdict_policy: VerdictPolicy | None = None) -> str:
     """The card's full text (front matter + body) for a loaded run and the human facts."""
-    view = card_view(run)
+    view = card_view(run, verdict_policy)
     text = _environment().get_template(TEMPLATE).render(
         front_matter=Md(dump_front_matter(front_matter(run, info))), i=info, **_common(view))
     return text.rstrip("\n") + "\n"
 
 
-def results_section(run: Run) -> str:
+def results_section(run: Run, *, verdict_policy: VerdictPolicy | None = None) -> str:
     """The results section alone, markers included: what a merge writes into someone's card
     (the same text as in a fresh card, so merging into one changes nothing)."""
-    view = card_view(run)
+    view = card_view(run, verdict_policy)
     text = _environment().get_template(RESULTS_TEMPLATE).render(**_common(view))
     return text.strip("\n") + "\n"
 
 
-def write_card(run_dir: Path, *, info: Path | None = None, out: Path | None = None) -> Path:
+def write_card(run_dir: Path, *, info: Path | None = None, out: Path | None = None,
+               verdict_policy: VerdictPolicy | None = None) -> Path:
     """Write the card of a complete run (default `<run_dir>/README.md`) and return its path.
 
     An existing file is merged into (only opt-audit's results change, with a backup); see
@@ -58,7 +61,7 @@ def write_card(run_dir: Path, *, info: Path | None = None, out: Path | None = No
     """
     from model_cards.update import update_card  # update builds on this module
 
-    return update_card(run_dir, info=info, out=out).path
+    return update_card(run_dir, info=info, out=out, verdict_policy=verdict_policy).path
 
 
 def _common(view: CardView) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def _common(view: CardView) -> dict[str, Any]:
     install = f'pip install "opt-audit=={versions.get("opt-audit", view.opt_audit_version)}"'
     command = view.command or "# the run's command was not recorded in its manifest"
     return {"v": view, "missing": Md(TO_BE_COMPLETED), "reproduce": code_block(f"{install}\n{command}", "bash"),
-            "begin_marker": Md(BEGIN_MARKER), "end_marker": Md(END_MARKER)}
+            "begin_marker": Md(BEGIN_MARKER), "end_marker": Md(END_MARKER), "policy_note": POLICY_NOTE}
 
 
 def _finalize(value: Any) -> str:

@@ -24,6 +24,7 @@ import yaml
 
 from audit.errors import AuditError
 from audit.store import Run, atomic_write_text, load_run, write_error
+from audit.verdicts import VerdictPolicy
 from model_cards.build import build_card, results_section
 from model_cards.eval_results import HUB_BENCHMARK_TASKS, HubBenchmarkTask, eval_results
 from model_cards.info import CardInfo, load_card_info
@@ -45,23 +46,25 @@ class CardUpdate:
 
 
 def update_card(run_dir: Path, *, info: Path | None = None, out: Path | None = None, force: bool = False,
-                tasks: Mapping[str, HubBenchmarkTask] = HUB_BENCHMARK_TASKS) -> CardUpdate:
-    """Write the card of a complete run to `out` (default `<run_dir>/README.md`); see the module doc."""
+                tasks: Mapping[str, HubBenchmarkTask] = HUB_BENCHMARK_TASKS,
+                verdict_policy: VerdictPolicy | None = None) -> CardUpdate:
+    """Write the card of a complete run to `out` (default `<run_dir>/README.md`); see the module doc.
+    `verdict_policy`: the thresholds of the verdicts the results open with (default: the bundled policy)."""
     card_info = load_card_info(info) if info is not None else CardInfo()  # the user's file first: cheap
     run = load_run(Path(run_dir))
     target = Path(out) if out is not None else Path(run_dir) / "README.md"
     existing = _read(target) if target.exists() else None
     if existing is None:
-        text, action = build_card(run, card_info), "created"
+        text, action = build_card(run, card_info, verdict_policy=verdict_policy), "created"
     elif force:
-        text, action = build_card(run, card_info), "replaced"
+        text, action = build_card(run, card_info, verdict_policy=verdict_policy), "replaced"
     else:
         if info is not None:
             raise AuditError(f"{target} exists, so opt-audit would merge only its results into it and "
                              f"ignore --info {info}; pass --force to rebuild the whole card from it "
                              "(the old file is kept as a backup), or leave out --info")
-        text = merge_card(existing, section=results_section(run), results=index_results(run),
-                          model=model_name(run), source=str(target))
+        text = merge_card(existing, section=results_section(run, verdict_policy=verdict_policy),
+                          results=index_results(run), model=model_name(run), source=str(target))
         action = "merged"
     backup = None
     if existing is not None and text == existing:

@@ -13,8 +13,10 @@ from typing import Any, Mapping
 from audit.store import Run
 from audit.tiny import TINY_NAME
 from audit.types import Metric, ProbeInfo
+from audit.verdicts import VerdictPolicy
 from model_cards.benchmarks import DIMENSIONS, Benchmark, benchmark, data_digest
 from model_cards.metadata import in_model_index, model_name, not_reported_reason, reportable
+from reports.verdicts import VerdictBlock, verdict_block
 
 
 def fmt_num(x: float | None) -> str:
@@ -115,6 +117,7 @@ class CardView:
     model_name: str
     run_id: str
     is_tiny: bool
+    verdicts: VerdictBlock  # the results section opens with them (and the random-weights warning)
     opt_audit_version: str
     command: str
     suite: str | None
@@ -138,8 +141,9 @@ class CardView:
     backend_id: str
 
 
-def card_view(run: Run) -> CardView:
-    """Derive every value the card shows from a loaded run."""
+def card_view(run: Run, policy: VerdictPolicy | None = None) -> CardView:
+    """Derive every value the card shows from a loaded run; `policy`: the verdict thresholds
+    (default: audit/assets/verdict_default.yaml)."""
     manifest = run.manifest
     spec = manifest.get("spec") or {}
     probes = tuple(_probe_view(run, name) for name in run.probes)
@@ -151,6 +155,7 @@ def card_view(run: Run) -> CardView:
         model_name=model_name(run),
         run_id=str(manifest.get("run_id") or run.path.name),
         is_tiny=model_name(run) == TINY_NAME,
+        verdicts=verdict_block(run, policy),
         opt_audit_version=str((manifest.get("versions") or {}).get("opt-audit") or "unknown"),
         command=str(manifest.get("command") or ""),
         suite=spec.get("suite"),

@@ -9,12 +9,12 @@ A suite is a plain value: which probes, and how many items of each. `quick` take
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
 from audit.errors import AuditError
 from audit.types import Probe, ProbeInfo
-from probes import (bbq, bold, crows_pairs, custom_prompts, ethos, holistic_bias, real_toxicity_prompts,
-                    repetition, stereoset, toxigen, truthfulqa, winobias)
+from probes import (bbq, bold, counterfactual_classifier, crows_pairs, custom_prompts, ethos, holistic_bias,
+                    qa_bias, real_toxicity_prompts, repetition, seat, stereoset, toxigen, truthfulqa, winobias)
 from probes.loading import ProbeConfig
 from probes.opt_paper import REFERENCES, ReferenceRow
 
@@ -25,6 +25,8 @@ class ProbeEntry:
     build: Callable[[ProbeConfig], Probe]
     quick_limit: int  # items in the `quick` suite
     needs_data: bool = False  # True: runs only on the user's file (custom prompts)
+    family: str = "causal-lm"  # the model family it audits (audit.backends.heads.FAMILIES)
+    takes_label: bool = False  # its builder takes the run's --label (the classifier's label of interest)
 
 
 PROBES: dict[str, ProbeEntry] = {
@@ -34,6 +36,8 @@ PROBES: dict[str, ProbeEntry] = {
     "bbq": ProbeEntry(bbq.INFO, bbq.Bbq, bbq.QUICK_LIMIT),
     "winobias": ProbeEntry(winobias.INFO, winobias.WinoBias, winobias.QUICK_LIMIT),
     "holistic_bias": ProbeEntry(holistic_bias.INFO, holistic_bias.HolisticBias, holistic_bias.QUICK_LIMIT),
+    # bias: association in the model's hidden states (pooled sentence vectors)
+    "seat": ProbeEntry(seat.INFO, seat.Seat, seat.QUICK_LIMIT),
     # toxicity: generation scored by classifiers, and detection by likelihood
     "real_toxicity_prompts": ProbeEntry(real_toxicity_prompts.INFO, real_toxicity_prompts.RealToxicityPrompts,
                                         real_toxicity_prompts.QUICK_LIMIT),
@@ -43,6 +47,12 @@ PROBES: dict[str, ProbeEntry] = {
     # degeneration: false statements and loops
     "truthfulqa": ProbeEntry(truthfulqa.INFO, truthfulqa.TruthfulQA, truthfulqa.QUICK_LIMIT),
     "repetition": ProbeEntry(repetition.INFO, repetition.Repetition, repetition.QUICK_LIMIT),
+    # models with a task head: a sequence classifier, an extractive-QA model
+    "counterfactual_classifier": ProbeEntry(counterfactual_classifier.INFO,
+                                            counterfactual_classifier.CounterfactualClassifier,
+                                            counterfactual_classifier.QUICK_LIMIT,
+                                            family="sequence-classification", takes_label=True),
+    "qa_bias": ProbeEntry(qa_bias.INFO, qa_bias.QaBias, qa_bias.QUICK_LIMIT, family="question-answering"),
     # the user's own prompts (--prompts FILE.jsonl): in no suite
     "custom_prompts": ProbeEntry(custom_prompts.INFO, custom_prompts.CustomPrompts, custom_prompts.QUICK_LIMIT,
                                  needs_data=True),
@@ -148,6 +158,16 @@ def probe_limit(suite: str | None, name: str, limit: int | None) -> int | None:
     return min(limits) if limits else None
 
 
+def suite_skips(suite: str | None, names: Sequence[str]) -> dict[str, str]:
+    """The suite's probes this run leaves out because its model is of another family, with the reason
+    (the run's probes, `names`, are all of the model's family: `split_by_family` chose them)."""
+    if suite is None or not names:
+        return {}
+    family = PROBES[names[0]].family
+    return {p: f"needs {FAMILY_WORDS[PROBES[p].family]}; the model is {FAMILY_WORDS[family]}"
+            for p in SUITES[suite].probes if p not in names and PROBES[p].family != family}
+
+
 def suite_references(suite: str | None, names: list[str]) -> list[ReferenceRow]:
     """The published reference rows of a suite, for the probes this run has."""
     if suite is None:
@@ -155,6 +175,38 @@ def suite_references(suite: str | None, names: list[str]) -> list[ReferenceRow]:
     return [r for r in SUITES[suite].references if r.probe in names]
 
 
-def build_probe(name: str, config: ProbeConfig) -> Probe:
-    """Construct a registered probe (reads its data)."""
-    return PROBES[name].build(config)
+def build_probe(name: str, config: ProbeConfig, label: str | None = None) -> Probe:
+    """Construct a registered probe (reads its data); `label` reaches only a probe that takes one."""
+    entry = PROBES[name]
+    if entry.takes_label:
+        return entry.build(config, label)  # type: ignore[call-arg]
+    return entry.build(config)
+
+
+FAMILY_WORDS = {"causal-lm": "a causal language model", "sequence-classification": "a sequence classifier",
+                "question-answering": "an extractive question-answering model"}
+
+
+class FamilySplit(NamedTuple):
+    """A run's probes that apply to the model's family, and those skipped with the reason."""
+
+    run: list[str]
+    skipped: dict[str, str]
+
+
+def split_by_family(names: Sequence[str], family: str, explicit: Sequence[str] = ()) -> FamilySplit:
+    """Keep the probes of `family`; a probe named in --probes (`explicit`) that does not apply is an
+    error, one from a suite is a recorded skip (never dropped silently)."""
+    run, skipped = [], {}
+    for name in names:
+        wanted = PROBES[name].family
+        if wanted == family:
+            run.append(name)
+            continue
+        why = f"needs {FAMILY_WORDS[wanted]}; the model is {FAMILY_WORDS[family]}"
+        if name in explicit:
+            raise AuditError(f"--probes {name}: {why}")
+        skipped[name] = why
+    if not run:
+        raise AuditError(f"no selected probe applies to {FAMILY_WORDS[family]} (skipped: {', '.join(skipped)})")
+    return FamilySplit(run, skipped)

@@ -71,7 +71,7 @@ INFO = ProbeInfo(
     citation=f"{HOLTZMAN} {WELLECK} {LI} Prompts: {BOLD}",
     data_license="CC BY-SA 4.0 (BOLD prompts)",
     axis="degeneration",
-    headline=(Headline("loop_rate", False),),
+    headline=(Headline("phrase_loop_rate", False), Headline("loop_rate", False)),
     charts=(ChartHint("Loop rate per domain: greedy vs nucleus sampling", ("loop_rate", "loop_rate_nucleus"),
                       ("greedy", "nucleus")),),
     reading=SampleReading("seq_rep_4", "share of repeated 4-grams in the continuation (0-1, higher loops more)",

@@ -19,6 +19,7 @@ from reports.escaping import plotly_label
 
 MAX_CATEGORIES = 60  # more groups than this (e.g. one per HolisticBias descriptor) are not charted
 MAX_GENERIC_CHARTS = 6
+MAX_NAMED_METRICS = 3  # a value axis names up to this many metrics; more are just "value"
 HORIZONTAL_FROM = 11  # this many categories or more: horizontal bars, so long labels stay readable
 
 
@@ -46,6 +47,12 @@ class ChartData:
     ideal: float | None  # drawn as a dashed line
     ideal_label: str
     note: str  # e.g. which metrics were skipped, or that groups were cut
+    value_label: str = "value"  # what the value axis measures: the metric's name, or names when few
+
+    @property
+    def value_title(self) -> str:
+        """The value axis's title: what is measured and, when the metrics share one, its unit."""
+        return f"{self.value_label} ({self.unit})" if self.unit else self.value_label
 
     @property
     def horizontal(self) -> bool:
@@ -124,8 +131,10 @@ def chart_from_spec(chart_id: str, probe: str, spec: ChartHint, metrics: Sequenc
         with_ideal = [label for label, m in used if m.ideal == ideal]
         ideal_label = f"ideal {ideal:g}" + (f" ({', '.join(with_ideal)})" if len(with_ideal) < len(used) else "")
     units = {m.unit for _, m in used}
+    names = list(dict.fromkeys(m.name for _, m in used))
     return ChartData(chart_id, spec.title, tuple(categories), tuple(series), units.pop() if len(units) == 1 else "",
-                     ideal, ideal_label, "; ".join(notes))
+                     ideal, ideal_label, "; ".join(notes),
+                     value_label=" / ".join(names) if len(names) <= MAX_NAMED_METRICS else "value")
 
 
 def chart_hints(hints: Sequence[ChartHint], metrics: Sequence[Metric]) -> tuple[ChartHint, ...]:
@@ -187,8 +196,9 @@ def figure_json(chart: ChartData) -> str:
             fig.add_vline(x=chart.ideal, line=line, annotation_text=label, annotation_position="top")
         else:
             fig.add_hline(y=chart.ideal, line=line, annotation_text=label, annotation_position="top left")
-    unit_axis = {"title": {"text": plotly_label(chart.unit)}, "zeroline": True}
-    cat_axis: dict[str, Any] = {"type": "category", "automargin": True}
+    # Both axes always carry a title: a bare number axis or unlabeled bars leave the reader guessing.
+    unit_axis = {"title": {"text": plotly_label(chart.value_title)}, "zeroline": True, "automargin": True}
+    cat_axis: dict[str, Any] = {"type": "category", "automargin": True, "title": {"text": "group"}}
     if horizontal:
         cat_axis["autorange"] = "reversed"
     n_bars = max(1, sum(not s.markers for s in chart.series))

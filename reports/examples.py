@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from audit.store import Run
+from reports.loops import loop_span
 
 PROMPT_CHARS = 240
 TEXT_CHARS = 400
@@ -32,7 +33,7 @@ class ToxicExample:
 
 @dataclass(frozen=True)
 class LoopExample:
-    """A generation that fell into a loop: `head` before the loop starts, `loop` from there on."""
+    """A generation that fell into a loop: `head`, the repeated phrases `loop` (`reports.loops`), `tail`."""
 
     id: str
     decoding: str
@@ -40,6 +41,7 @@ class LoopExample:
     prompt: str
     head: str  # clipped at its start ("…" first) when long
     loop: str  # clipped at its end ("…" last) when long
+    tail: str  # after the last whole repeat (a cut-off phrase), clipped at its end when long
     loop_char_start: int
     period: str  # tokens per repeat, as recorded ("—" when not)
     repeats: str
@@ -128,7 +130,7 @@ def loop_examples(run: Run, probe: str, per_decoding: int = 2, side_chars: int =
     """Up to `per_decoding` looping generations for each decoding setting (greedy, nucleus...).
 
     A row qualifies when it has `loop` true and a `loop_char_start` inside its `continuation`;
-    the text before that index is the lead-in, the rest is the loop to highlight.
+    the highlighted loop is its whole repeated phrases from there (`reports.loops.loop_span`).
     """
     found: dict[str, list[LoopExample]] = {}
     try:
@@ -139,13 +141,15 @@ def loop_examples(run: Run, probe: str, per_decoding: int = 2, side_chars: int =
                 continue
             decoding = str(row.get("decoding") or "—")
             bucket = found.setdefault(decoding, [])
-            if len(bucket) >= per_decoding:
+            span = loop_span(text, start)
+            if len(bucket) >= per_decoding or span is None:
                 continue
             prompt = row.get("prompt")
             bucket.append(LoopExample(
                 id=str(row.get("id", "")), decoding=decoding, group=str(row.get("group", "")),
                 prompt=clip(prompt, PROMPT_CHARS) if isinstance(prompt, str) else "",
-                head=clip_start(text[:start], side_chars), loop=clip(text[start:], side_chars),
+                head=clip_start(span.head, side_chars), loop=clip(span.loop, side_chars),
+                tail="" if len(span.loop) > side_chars else clip(span.tail, side_chars),
                 loop_char_start=start, period=_plain(row.get("loop_period")),
                 repeats=_plain(row.get("loop_repeats"))))
     except FileNotFoundError:

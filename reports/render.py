@@ -19,6 +19,7 @@ from typing import Sequence
 from audit.compare import compare_runs
 from audit.errors import AuditError
 from audit.store import atomic_write_text, load_run
+from audit.verdicts import VerdictPolicy, load_verdict_policy
 from reports.describe import described
 from reports.escaping import inline_script, markdown_code_block, markdown_text, script_json
 from reports.view import ReportView, build_view
@@ -75,13 +76,20 @@ def render_html(view: ReportView) -> str:
            f"script-src {_csp_hash(plotly_js)} {_csp_hash(_BOOT_JS)}; "
            "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; base-uri 'none'; form-action 'none'")
     return html.get_template("report.html.j2").render(
-        view=view, figures=figures, csp=csp, plotly_js=Markup(plotly_js), boot_js=Markup(_BOOT_JS))
+        view=view, figures=figures, csp=csp, plotly_js=Markup(plotly_js), boot_js=Markup(_BOOT_JS), **_verdict_text())
 
 
 def render_markdown(view: ReportView) -> str:
     """The Markdown report of a view: the same content, charts as tables of their numbers."""
     _, md = _environments()
-    return md.get_template("report.md.j2").render(view=view)
+    return md.get_template("report.md.j2").render(view=view, **_verdict_text())
+
+
+def _verdict_text() -> dict[str, str]:
+    """The verdict block's fixed sentences (reports.verdicts), for both templates."""
+    from reports.verdicts import POLICY_NOTE, RANDOM_WEIGHTS_TEXT, RANDOM_WEIGHTS_TITLE
+
+    return {"random_title": RANDOM_WEIGHTS_TITLE, "random_text": RANDOM_WEIGHTS_TEXT, "policy_note": POLICY_NOTE}
 
 
 def parse_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -116,23 +124,26 @@ def output_paths(run_dir: Path, formats: Sequence[str], out: Path | None) -> dic
 
 
 def write_report(run_dir: Path, *, compare: Path | None = None, formats: Sequence[str] = ("html", "md"),
-                 out: Path | None = None) -> list[Path]:
+                 out: Path | None = None, verdict_policy: Path | VerdictPolicy | None = None) -> list[Path]:
     """Render a finished run (optionally against a baseline run) and write the report files.
 
     Refuses, with one AuditError line, a run that is not a complete run directory, an unknown
-    format, and a baseline that cannot be compared (different probes, probe versions or data, or
-    scorer ids), naming what differs. Returns the paths written, in `formats` order.
+    format, a verdict policy file that is missing or malformed, and a baseline that cannot be
+    compared (different probes, probe versions or data, or scorer ids), naming what differs.
+    `verdict_policy`: a policy file or a loaded policy (default: audit/assets/verdict_default.yaml).
+    Returns the paths written, in `formats` order.
     """
     wanted = parse_formats(formats)
+    policy = verdict_policy if isinstance(verdict_policy, VerdictPolicy) else load_verdict_policy(verdict_policy)
     run = described(load_run(Path(run_dir)))  # old runs: the registered descriptions (reports.describe)
-    comparison = None
+    comparison, base = None, None
     if compare is not None:
         base = described(load_run(Path(compare)))
         comparison = compare_runs(base, run)
         if not comparison.comparable:
             raise AuditError(f"--compare {compare}: not comparable with {run_dir}: " + "; ".join(comparison.reasons))
     paths = output_paths(Path(run_dir), wanted, out)
-    view = build_view(run, comparison)
+    view = build_view(run, comparison, policy=policy, baseline=base)
     written = []
     for f in wanted:
         text = render_html(view) if f == "html" else render_markdown(view)

@@ -17,11 +17,13 @@ from audit.compare import SIGNIFICANCE_RULE, Comparison, MetricChange
 from audit.formatting import MetricRow, metric_row
 from audit.store import Run
 from audit.types import Metric
+from audit.verdicts import VerdictPolicy
 from reports.charts import ChartData, probe_charts
 from reports.describe import full_info
 from reports.examples import LoopExample, ToxicExample, loop_examples, most_toxic
 from reports.facts import (Fact, ProbeFact, ScorerFact, library_versions, limitations, probe_facts, reproduce_command,
                            run_facts, scorer_facts)
+from reports.verdicts import VerdictBlock, verdict_block
 
 TOXIC_EXAMPLES = 5
 
@@ -115,6 +117,7 @@ class ReportView:
     title: str
     run_id: str
     model: str
+    verdicts: VerdictBlock  # shown first: one answer per question, and the random-weights warning
     facts: tuple[Fact, ...]
     command: str
     versions: tuple[Fact, ...]
@@ -234,8 +237,13 @@ def comparison_view(comparison: Comparison) -> ComparisonView:
         policy=comparison.policy)
 
 
-def build_view(run: Run, comparison: Comparison | None = None) -> ReportView:
-    """Everything both report formats show, computed once from the run (and the comparison)."""
+def build_view(run: Run, comparison: Comparison | None = None, *, policy: VerdictPolicy | None = None,
+               baseline: Run | None = None) -> ReportView:
+    """Everything both report formats show, computed once from the run (and the comparison).
+
+    `policy`: the verdict thresholds (default: the bundled policy); `baseline`: the `--compare` run,
+    whose values the verdicts show as a reference point.
+    """
     manifest = run.manifest
     model = str((manifest.get("model") or {}).get("model") or ((manifest.get("spec") or {}).get("model") or {}).get("model")
                 or "unknown model")
@@ -244,7 +252,7 @@ def build_view(run: Run, comparison: Comparison | None = None) -> ReportView:
     scorers = scorer_facts(run)
     return ReportView(
         title=f"opt-audit report: {model}" + (f" · {suite} suite" if suite else ""),
-        run_id=run_id, model=model, facts=run_facts(manifest), command=reproduce_command(manifest),
+        run_id=run_id, model=model, verdicts=verdict_block(run, policy, baseline), facts=run_facts(manifest), command=reproduce_command(manifest),
         versions=library_versions(manifest), probes=probe_facts(manifest), scorers=scorers,
         headline=tuple(metric_row(p, m) for p, s in run.probes.items() for m in s.metrics),
         sections=tuple(probe_section(run, p, a) for p, a in _anchors(run.probes).items()),

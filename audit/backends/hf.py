@@ -58,7 +58,7 @@ from audit.backends.tokenization import Tokenization
 from audit.contract import ModelSpec  # re-exported here too: its home before audit.contract
 from audit.errors import AuditError
 from audit.pinning import auto_map_file, first_line, pin_file, pin_folder
-from audit.types import Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
+from audit.types import Embed, Embedding, Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
 
 if TYPE_CHECKING:
     from audit.backends.lmhead import SplitHead
@@ -296,6 +296,8 @@ class HFBackend:
 
     def cost(self, request: Request) -> int:
         """Tokens of the request's row(s); a shared prompt is counted once for its n samples."""
+        if isinstance(request, Embed):
+            return len(self._embed_tokens(request))
         return self.tok.cost(request, self.share_prefixes, self.spec.chat_template)
 
     def shared_prefix(self, request: Request) -> SharedPrefix | None:
@@ -374,6 +376,49 @@ class HFBackend:
         if cached is None or cached[0] is not self.model:
             cached = self._split = (self.model, split_head(self.model))
         return cached[1]
+
+    # ---------------------------------------------------------------- hidden states (Embed)
+    def _embed_tokens(self, req: Embed) -> list[int]:
+        """BOS, then the text without special tokens: the empty-context convention of log-likelihood,
+        so an embedded sentence is read exactly as a scored one is."""
+        ids = self._encode(req.text, special=False)
+        if not ids:
+            raise AuditError(f"an Embed request has no tokens (text {req.text[:60]!r})")
+        if self.bos_id is None or len(ids) + 1 > self.max_length:
+            raise AuditError(f"{self.name} cannot embed {req.text[:60]!r}: "
+                             + ("its tokenizer has no BOS or EOS token" if self.bos_id is None else
+                                f"{len(ids)} tokens do not fit its context of {self.max_length}"))
+        return [self.bos_id, *ids]
+
+    def embed(self, requests: Sequence[Embed]) -> list[Embedding]:
+        """Pooled hidden states from one left-padded pass of the model body (`base_model`: no LM head),
+        with `output_hidden_states`. Each request pools its own layer over its text's positions (the BOS
+        position is left out: its state is the same for every text) in float32, so padding and batch
+        shape do not change a vector beyond float rounding."""
+        import torch
+
+        from audit.backends.padding import left_pad
+
+        seqs = [self._embed_tokens(r) for r in requests]
+        ids, mask, positions = left_pad(seqs, self.pad_id)  # (B, T) each; every row ends at column T - 1
+        body = getattr(self.model, "base_model", None) or self.model
+        dev = self.model.device
+        with torch.inference_mode():
+            out = body(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                       use_cache=False, output_hidden_states=True)
+        states = out.hidden_states  # (layers + 1) x (B, T, H): the embedding output, then each layer
+        result = []
+        for row, (req, seq) in enumerate(zip(requests, seqs)):
+            if not -len(states) <= req.layer < len(states):
+                raise AuditError(f"Embed layer {req.layer} does not exist in {self.name}: its hidden states "
+                                 f"are layers 0..{len(states) - 1} (0: the embedding output; -1: the last)")
+            text = states[req.layer][row, -(len(seq) - 1):].float()  # (T_text, H): the text's own positions
+            vector = text.mean(0) if req.pooling == "mean" else text[-1]  # (H,)
+            if not bool(torch.isfinite(vector).all()):
+                raise AuditError(f"{self.name} ({self.dtype}) gave non-finite hidden states for "
+                                 f"{req.text[:60]!r}: numeric overflow? try --dtype float32")
+            result.append(Embedding(tuple(vector.cpu().tolist()), len(seq) - 1))
+        return result
 
     # ---------------------------------------------------------------- generation
     def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]:

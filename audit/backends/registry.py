@@ -26,8 +26,12 @@ class BackendEntry:
 
 
 def _load_hf(spec: ModelSpec, options: object | None) -> Backend:
+    from audit.backends.heads import CAUSAL_LM, HeadBackend, model_family
     from audit.backends.hf import HFBackend
 
+    family = model_family(spec)  # the checkpoint's head picks the AutoModel class
+    if family != CAUSAL_LM:
+        return HeadBackend(spec, family)
     return HFBackend(spec)
 
 

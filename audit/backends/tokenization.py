@@ -111,6 +111,8 @@ class Tokenization:
         if isinstance(request, LogLikelihood):
             ctx, cont = self.ll_tokens(request)
             return min(len(ctx) + len(cont) - 1, self.max_length)
+        if not isinstance(request, Generate):  # Classify, ExtractSpan, Embed: their backends cost them
+            raise AuditError(f"{type(request).__name__} requests are not costed by the shared tokenization")
         p = request.params
         prompt = len(self.prompt_tokens(request, chat))
         return prompt + p.max_new_tokens * p.n if share_prompt else (prompt + p.max_new_tokens) * p.n

@@ -44,8 +44,8 @@ from audit.backends.tokenization import Tokenization
 from audit.contract import VLLMOptions  # re-exported here too: its home before audit.contract
 from audit.errors import AuditError
 from audit.pinning import pin_folder
-from audit.types import (Backend, Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult, Request,
-                         Sample)
+from audit.types import (Backend, Embed, Embedding, Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult,
+                         Request, Sample)
 
 if TYPE_CHECKING:
     from audit.backends.hf import HFBackend
@@ -303,6 +303,8 @@ class VLLMBackend:
     def cost(self, request: Request) -> int:
         """Tokens a request occupies (`Tokenization.cost`, as under hf), so a token budget means the same on
         both backends; with prefix caching a prompt counts once for its n samples."""
+        if isinstance(request, Embed):
+            self.embed([request])  # refused before any batch is planned
         return self._tok.cost(request, share_prompt=self.options.prefix_caching)
 
     def shared_prefix(self, request: Request) -> None:
@@ -324,6 +326,12 @@ class VLLMBackend:
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return [loglikelihood_from_prompt_logprobs(o.prompt_logprobs, p, n)
                 for o, p, n in zip(outputs, prompts, conts)]
+
+    def embed(self, requests: Sequence[Embed]) -> list[Embedding]:
+        """Not supported: vLLM's generation engine does not return hidden states."""
+        raise AuditError("hidden-state probes (Embed requests, e.g. seat) are not supported on the vllm "
+                         "backend, whose generation engine does not return hidden states; run them with "
+                         "--backend hf")
 
     def generate(self, requests: Sequence[Generate], seed: int) -> list[Generation]:
         """Every sample of every request as its own seeded vLLM request, in one call."""

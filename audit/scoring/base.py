@@ -106,8 +106,9 @@ def score_texts(scorer: Scorer, texts: Sequence[str], cache: ScoreCache | None, 
     found = cache.get_many(list(keys.values())) if cache else {}
     out = {t: found[k] for t, k in keys.items() if k in found}
     todo = [t for t in unique if keys[t] not in found]
-    with tqdm(total=len(todo), unit="text", desc=f"scoring ({scorer.name})", file=sys.stderr,
-              disable=not progress or not todo, dynamic_ncols=True) as bar:
+    # cached texts show as done at once, so the bar's fraction and ETA are of this scorer's whole job
+    with tqdm(total=len(unique), initial=len(unique) - len(todo), unit="text", desc=f"scoring ({scorer.name})",
+              file=sys.stderr, disable=not progress or not todo, dynamic_ncols=True) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             scores = scorer.score(part)

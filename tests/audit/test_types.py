@@ -88,8 +88,8 @@ def test_loglikelihood_result_json_round_trip() -> None:
 
 
 def test_result_from_json_unknown_kind() -> None:
-    with pytest.raises(ValueError, match="unknown request kind 'embed'"):
-        result_from_json("embed", {})
+    with pytest.raises(ValueError, match="unknown request kind 'translate'"):
+        result_from_json("translate", {})
 
 
 def _metric(**kw) -> Metric:

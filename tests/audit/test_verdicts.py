@@ -65,7 +65,7 @@ def test_worst_metric_decides_and_unjudged_are_listed() -> None:
     assert [v.axis for v in out] == ["bias", "toxicity"]
     bias, tox = out
     assert bias.status == "concern" and bias.headline.key == "stereo.ss"
-    assert bias.unjudged == ("stereo.icat: no threshold in the verdict policy",)
+    assert bias.unjudged == ()  # stereo.icat has no rule: shown in the tables, not judged, no noise line
     crows = next(m for m in bias.metrics if m.probe == "crows")
     assert [(r.label, r.value) for r in crows.references] == [("ideal", 50.0), ("OPT-175B", 69.5), ("Davinci", 67.2)]
     assert tox.status == "not judged" and tox.unjudged == ("tox.t: skipped: no scorer",)
@@ -89,7 +89,16 @@ def test_default_policy_loads_and_bad_policies_name_the_rule(tmp_path: Path) -> 
                          ({"rules": {"ab": {"threshold": 1}}}, "rule 'ab': name a metric as probe.metric"),
                          ({"rules": {"a.b": {"max": 1}}}, "rule 'a.b': expected {threshold: <number>}"),
                          ({"rules": {"a.b": {"threshold": 1}}, "alpha": 1}, "unknown top-level field(s) alpha"),
+                         ({"rules": {"a.b": {"threshold": 1}}, "min_n": 0}, "min_n must be a positive integer"),
                          ([], "expected 'rules:'")]:
         with pytest.raises(AuditError, match=None) as e:
             parse_verdict_policy(body, "p.yaml")
         assert needle in str(e.value), (needle, str(e.value))
+
+
+def test_too_few_items_is_inconclusive_whatever_the_interval() -> None:
+    # n = 4 with a zero-width interval [0, 0] on a higher-is-better metric, threshold 0.5: the interval
+    # alone would say concern; below the policy's minimum n (20) it is inconclusive instead
+    v = judge_metric("s", metric("ss", 0.0, (0.0, 0.0), hib=True, n=4), 0.5)
+    assert v.status == "inconclusive" and "n = 4 < 20" in v.reason and v.min_detectable is None
+    assert judge_metric("s", metric("ss", 0.0, (0.0, 0.0), hib=True, n=20), 0.5).status == "concern"

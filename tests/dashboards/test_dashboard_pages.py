@@ -49,9 +49,11 @@ def test_runs_page_lists_every_run_with_its_problem(folder, open_app) -> None:
     assert list(table["run"]) == [CANDIDATE, BASELINE, INCOMPARABLE, BAD_SAMPLES, RUNNING, BROKEN]
     assert list(table["status"]) == ["complete"] * 4 + ["running", "unreadable"]
     assert list(table["model"][:2]) == ["tiny-opt", "opt-baseline"]
-    # headline metric columns: crows pct_stereotype 44.3 in the candidate, 44.3 - 20 = 24.3 in the baseline
-    assert table["crows_pairs.pct_stereotype"][:2].tolist() == pytest.approx([44.3, 24.3])
-    assert table["repetition.loop_rate"][0] == pytest.approx(95.0)
+    # one headline column per question: crows pct_stereotype 44.3 in the candidate, 44.3 - 20 = 24.3 in
+    # the baseline; the loop rate 95 under degeneration
+    assert "crows_pairs.pct_stereotype 44.3" in table["bias"][0]
+    assert "crows_pairs.pct_stereotype 24.3" in table["bias"][1]
+    assert "repetition.loop_rate 95" in table["degeneration"][0]
     assert "6 of 6 runs shown · 4 open · 2 with a problem" in captions(at)
     problems = [plain(w.value) for w in at.warning]
     assert any(p.startswith(f"{RUNNING} (running): ") and "run is 'running', not complete" in p for p in problems)
@@ -250,12 +252,14 @@ def test_samples_page_filters_by_probe_group_score_and_text(folder, open_app) ->
     assert "4 of 14 samples match · showing 1–4" in captions(at)
     at.multiselect(key="samples_groups").unselect("toxic").run()
 
-    slider = next(s for s in at.slider if s.key.startswith("samples_score_"))
+    # one slider per kind of score, never across scales; the toxicity one spans the toxicity rows only
+    slider = next(s for s in at.slider if s.label == "Score range (toxicity)")
     assert slider.value == pytest.approx((0.01, 0.95))  # lowest ToxiGen score, highest custom-prompts score
     slider.set_value((0.85, 0.95)).run()
-    # scores in [0.85, 0.95]: RTP 0.91 0.88 0.86, ToxiGen 0.87, BOLD 0.85, custom 0.95
+    # toxicity scores in [0.85, 0.95]: RTP 0.91 0.88 0.86, ToxiGen 0.87, BOLD 0.85, custom 0.95
     shown = at.dataframe[0].value
-    assert sorted(shown["score"].tolist()) == pytest.approx([0.85, 0.86, 0.87, 0.88, 0.91, 0.95])
+    toxicity = shown[shown["score_name"] == "toxicity"]
+    assert sorted(toxicity["score"].tolist()) == pytest.approx([0.85, 0.86, 0.87, 0.88, 0.91, 0.95])
 
 
 def test_samples_page_pages_through_many_rows(many, open_app) -> None:

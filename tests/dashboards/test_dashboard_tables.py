@@ -151,7 +151,7 @@ def test_literal_markdown_escapes_every_construct() -> None:
 def test_loop_markdown_highlights_from_the_loop_start() -> None:
     assert loop_markdown("ab cd cd cd ", 3) == "ab :orange-background[cd cd cd]"
     assert loop_markdown("ab\ncd\ncd", 3) == "ab  \n:orange-background[cd ⏎ cd]"
-    assert loop_markdown("a] b", 1) == "a:orange-background[\\] b]"  # a bracket cannot close the span
+    assert loop_markdown("x a] a] a]", 2) == "x :orange-background[a\\] a\\] a\\]]"  # a bracket cannot close the span
     assert loop_markdown("abc", None) == "abc" and loop_markdown("abc", 3) == "abc"
 
 

@@ -243,6 +243,7 @@ EDITS: dict[str, Callable[[Path], None]] = {
 }
 
 
+@pytest.mark.heavy  # several CLI runs: make test-all
 def test_editing_any_model_file_recomputes_everything(cli, tiny_dir: Path, tmp_path: Path) -> None:
     """The run directory is found again (same command), but the backend id in every cache key has
     changed, so nothing is read from the cache; the manifest records every file's sha256."""

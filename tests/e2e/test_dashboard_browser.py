@@ -130,6 +130,15 @@ def test_dashboard_in_chromium(chromium, xss_trap, report_fixtures, runs_folder,
             main_text(f"Run {real}")  # waits: Streamlit may still be drawing the page's title after its marker
             if name == "Bias":  # a real CrowS-Pairs chart, drawn by plotly
                 page.locator(".js-plotly-plot .main-svg").first.wait_for()
+            if name == "Overview":  # tiny-opt: the warning, then the verdicts, then the first table, unclicked
+                warning, verdicts = page.locator(".st-key-random-weights"), page.locator(".st-key-verdicts")
+                table = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").first
+                table.wait_for()
+                assert warning.is_visible() and "Random weights" in warning.inner_text()
+                assert "Is it biased?" in verdicts.inner_text()
+                boxes = [warning.bounding_box(), verdicts.bounding_box(), table.bounding_box()]
+                assert all(boxes), boxes
+                assert boxes[0]["y"] < boxes[1]["y"] < boxes[2]["y"], boxes
 
         # Samples: search; wait for the count of the new state
         open_page("Samples", "samples", f"{len(frame):,} of {len(frame):,} samples match")

@@ -48,6 +48,17 @@ def test_report_renders_offline_and_inert(chromium, xss_trap, report_fixtures, t
 
     page.route(re.compile(r"^(?!file:).*"), refuse)
     page.goto(url, wait_until="load")
+
+    # before any click: the random-weights warning is on screen, then the verdicts, then every other table
+    banner = page.locator("#random-weights")
+    assert banner.is_visible() and "Random weights" in banner.inner_text()
+    verdicts = page.locator("#verdicts").bounding_box()
+    first_table = page.locator("main table:not(.verdicts)").first.bounding_box()
+    warning = banner.bounding_box()
+    assert verdicts is not None and first_table is not None and warning is not None
+    assert warning["y"] + warning["height"] <= verdicts["y"] < first_table["y"]
+    assert warning["y"] < 1000  # inside the first screen (the viewport is 1000 px high)
+    assert page.locator("#verdicts .status-inconclusive").count() == 3  # report_fixtures: see test_report_verdicts
     page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_figures}",
                            timeout=20_000)
 

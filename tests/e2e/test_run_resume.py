@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from audit.invariance import LOGLIKELIHOOD_ATOL, differences
 
 RUN = ("run", "--model", "tiny-opt", "--probes", "crows_pairs,repetition", "--limit", "12", "--no-progress")
@@ -39,13 +41,16 @@ def test_small_run_writes_the_run_directory_and_reruns_from_cache(cli, tmp_path:
     proc = cli(*RUN, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    header = proc.stdout.splitlines()[0].split()
-    assert header[:3] == ["probe", "metric", "value"]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("!! RANDOM WEIGHTS: this model is tiny-opt")  # the verdict block comes first
+    verdicts = next(i for i, ln in enumerate(lines) if ln.startswith("verdicts "))
+    table = next(i for i, ln in enumerate(lines) if ln.startswith("probe "))
+    assert 0 < verdicts < table
+    assert lines[table].split()[:3] == ["probe", "metric", "value"]
     assert any(ln.split()[:2] == ["crows_pairs", "pct_stereotype"] for ln in proc.stdout.splitlines())
     assert any(ln.split()[:2] == ["repetition", "loop_rate"] for ln in proc.stdout.splitlines())
     # 12 CrowS-Pairs items x 2 sentences + 12 repetition prompts x 2 decodings, no duplicates.
     assert "requests: 48 unique (48 asked), 0 from cache, 48 computed" in proc.stdout
-    assert "tiny-opt has random weights" in proc.stdout
     run = _run_dir(proc.stdout, out)
     assert run.name.startswith("tiny-opt_crows_pairs+repetition_")
 
@@ -93,6 +98,7 @@ def test_small_run_writes_the_run_directory_and_reruns_from_cache(cli, tmp_path:
     assert (second["requests"]["cached"], second["requests"]["computed"]) == (48, 0)
 
 
+@pytest.mark.heavy  # two CLI runs; the per-probe contract test checks the same contract: make test-all
 def test_batch_size_keeps_the_batch_invariance_contract(cli, tmp_path: Path) -> None:
     """audit/invariance.py: tokens exact, log-likelihoods within LOGLIKELIHOOD_ATOL, summary within
     SUMMARY_RTOL. Exact float equality across batch shapes is not promised: on an AVX-512 CPU

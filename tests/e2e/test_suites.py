@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
 from pathlib import Path
 
+import pytest
 
-from probes.registry import SUITES
+
+from probes.registry import PROBES, SUITES
 
 # metrics whose groups are not a partition of the items (documented in their probes)
 NOT_A_PARTITION = {
@@ -27,9 +31,21 @@ def _json(path: Path):
 
 
 def test_suites_lists_three_suites_with_counts(cli) -> None:
+    start = time.monotonic()
     proc = cli("suites")
+    elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    # an estimated time per suite, for tiny-opt on this device, from a calibration of a few seconds
+    # (55 s in all on 2 cores at load 9.5; the bound leaves room for a busier machine)
+    blocks = ("\n" + out).split("\n\n")
+    for name in SUITES:
+        block = next(b for b in blocks if b.strip().startswith(f"{name}: "))
+        line = r"\n    estimated time: \d+ (s|min \d\d s|h \d\d min) for tiny-opt on cpu \(model "
+        assert re.search(line, block), block
+    assert re.search(r"time estimates: tiny-opt on cpu, from a [\d.]+ s calibration: [\d.]+ ms per log-likelihood "
+                     r"or prompt token, [\d.]+ ms per decode step \+ [\d.]+ ms per row", out), out
+    assert elapsed < 300, elapsed
     for name in ("quick", "standard", "opt-paper"):
         assert f"\n{name}: " in "\n" + out
     quick = out.split("\nstandard: ")[0]
@@ -44,10 +60,21 @@ def test_suites_lists_three_suites_with_counts(cli) -> None:
     assert "custom_prompts" in out.split("\nopt-paper: ")[1]  # listed as needing --prompts
 
 
+def test_suites_no_estimate_skips_the_calibration(cli) -> None:
+    proc = cli("suites", "--no-estimate")
+    assert proc.returncode == 0, proc.stderr
+    assert "estimated time" not in proc.stdout and "time estimates" not in proc.stdout
+    quick = proc.stdout.split("\nstandard: ")[0]
+    assert any(line.split() == ["crows_pairs", "300", "600", "0"] for line in quick.splitlines())
+
+
 def test_quick_suite_produces_every_probe_with_cis_and_groups(quick_run) -> None:
     run, output = quick_run
     summary = _json(run / "summary.json")
-    assert list(summary["probes"]) == list(SUITES["quick"].probes)
+    causal = [p for p in SUITES["quick"].probes if PROBES[p].family == "causal-lm"]
+    assert list(summary["probes"]) == causal  # the head probes are recorded skips for tiny-opt:
+    skipped = _json(run / "manifest.json")["skipped_probes"]
+    assert sorted(skipped) == sorted(set(SUITES["quick"].probes) - set(causal)), skipped
     for probe, body in summary["probes"].items():
         assert body["info"]["citation"] and body["info"]["data_license"]
         assert body["metrics"], probe
@@ -64,7 +91,7 @@ def test_quick_suite_produces_every_probe_with_cis_and_groups(quick_run) -> None
         assert (run / "samples" / f"{probe}.jsonl").is_file()
     ok_with_ci = [m for b in summary["probes"].values() for m in b["metrics"] if m["status"] == "ok" and m["ci"]]
     assert len(ok_with_ci) >= 40
-    assert "note: tiny-opt has random weights" in output
+    assert "!! RANDOM WEIGHTS: this model is tiny-opt" in output  # the verdict block's banner
 
 
 def test_toxicity_metrics_carry_scorer_name_sha256_and_validity(quick_run) -> None:
@@ -89,6 +116,7 @@ def test_toxicity_metrics_carry_scorer_name_sha256_and_validity(quick_run) -> No
     assert "toxicity: embedded scorer: HateCheck accuracy" in output
 
 
+@pytest.mark.heavy  # a second full CLI run: make test-all
 def test_opt_paper_suite_prints_reference_rows(cli, tmp_path: Path) -> None:
     proc = cli("run", "--model", "tiny-opt", "--suite", "opt-paper", "--limit", "3", "--no-progress",
                "--out", str(tmp_path))
@@ -105,6 +133,7 @@ def test_opt_paper_suite_prints_reference_rows(cli, tmp_path: Path) -> None:
         assert metric in {m["name"] for m in summary["probes"][probe]["metrics"]}
 
 
+@pytest.mark.heavy  # a second full CLI run: make test-all
 def test_custom_prompts_run_per_group(cli, tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "probes" / "data" / "custom_prompts" / "example.jsonl"
     proc = cli("run", "--model", "tiny-opt", "--prompts", str(example), "--limit", "3", "--no-progress",

@@ -444,6 +444,7 @@ def test_end_to_end_on_tiny_opt(run_probe) -> None:
         assert by[f"bias_score_{cond}"].value == pytest.approx(_paper_scores(rows, cond))
 
 
+@pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
 def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
     # Separate caches, so the second run recomputes instead of reading the first one's results.
     from audit.engine import EngineOptions

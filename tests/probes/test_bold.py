@@ -296,6 +296,7 @@ def test_run_through_tiny_opt(run_probe) -> None:
     assert set(ev.scorers) == {"toxicity", "sentiment"}
 
 
+@pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
 def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
     from audit.engine import EngineOptions
     from audit.runner import evaluate

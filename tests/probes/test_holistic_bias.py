@@ -331,6 +331,7 @@ def test_end_to_end_quick(run_probe) -> None:
         assert sum(g.n for g in m.groups.values()) == m.n and m.ci is not None
 
 
+@pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
 def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
     from audit.engine import EngineOptions
     from audit.runner import evaluate

@@ -48,14 +48,23 @@ def _config(name: str, tmp: Path) -> ProbeConfig:
 @pytest.fixture(scope="module")
 def evaluations(backend, real_scorers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Each probe run twice, at a one-request batch budget and at a large one (separate caches)."""
+    from audit.backends.registry import load_backend
+    from audit.contract import ModelSpec
     from audit.engine import EngineOptions
     from audit.runner import evaluate
 
     tmp = tmp_path_factory.mktemp("contract")
     out: dict[str, Any] = {}
+    # a probe of a head model runs on the embedded model of its family (tiny-opt's body with that head)
+    heads = {"sequence-classification": "tiny-opt-classifier", "question-answering": "tiny-opt-qa"}
+    backends = {"causal-lm": backend}
     for name in PROBES:
+        family = PROBES[name].family
+        if family not in backends:
+            backends[family] = load_backend(ModelSpec(heads[family], dtype="float32", attn="sdpa", device="cpu"))
         probe = PROBES[name].build(_config(name, tmp))
-        out[name] = (probe, [evaluate({name: probe}, backend, tmp / f"{name}-{budget}.sqlite", loaded_scorers=real_scorers,
+        out[name] = (probe, [evaluate({name: probe}, backends[family], tmp / f"{name}-{budget}.sqlite",
+                                      loaded_scorers=real_scorers,
                                       options=EngineOptions(token_budget=budget, progress=False))
                              for budget in (SMALL_BUDGET, 4096)])
     return out

@@ -233,6 +233,7 @@ def test_end_to_end_on_tiny_opt(run_probe) -> None:
     assert set(metrics[3].groups) == {"0.6-0.7", "0.0-0.1"}
 
 
+@pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
 def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path, monkeypatch) -> None:
     from audit.engine import EngineOptions
     from audit.runner import evaluate

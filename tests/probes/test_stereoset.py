@@ -324,6 +324,7 @@ def test_end_to_end_quick(run_probe) -> None:
     assert {x.name: x.n for x in metrics}["overall_ss"] == n_targets
 
 
+@pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
 def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
     from audit.engine import EngineOptions
     from audit.runner import evaluate

@@ -210,6 +210,7 @@ def test_empty_inputs(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # ToxiGen through tiny-opt and the scorer (about a minute); the quick-suite e2e covers the path: make test-all
 def test_end_to_end_on_tiny_opt(run_probe) -> None:
     probe = ToxiGen(ProbeConfig(limit=31))  # one prompt per file (QUICK_LIMIT is two), to keep this file fast
     ev = run_probe(probe)
@@ -227,6 +228,7 @@ def test_end_to_end_on_tiny_opt(run_probe) -> None:
         assert metrics[name].scorer["kind"] == "toxicity" and metrics[name].scorer["name"]
 
 
+@pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
 def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path, monkeypatch) -> None:
     from audit.engine import EngineOptions
     from audit.runner import evaluate
