@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo lint test test-validity test-latest lock install browser clean bench bench-gate
+.PHONY: demo lint test test-all test-validity test-latest lock install browser clean bench bench-gate
 # Debian's chromium for the browser tests (report XSS check); Playwright drives it through
 # executable_path and never downloads a browser. Without it those tests skip with a reason.
 CHROMIUM := /usr/bin/chromium
@@ -54,7 +54,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# Everything: make test's suite plus the heavy end-to-end checks and the validity checks (about 25
+# minutes on 2 cores). CI runs make test; run this before a release.
+test-all: $(STAMP) browser lint
+	$(BIN)/python -m pytest -m "" --durations=25
 
 # The benchmark-grade validity checks (marker `validity`, excluded from `make test` by setup.cfg):
 # planted-signal organisms caught by the default gate at p <= 0.001, and the embedded scorer's full
