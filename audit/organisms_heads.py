@@ -142,14 +142,15 @@ def build_head_organism(name: str, out_dir: Path, *, corpora: HeadCorpora | None
             from transformers import OPTForSequenceClassification
 
             model = OPTForSequenceClassification.from_pretrained(str(tiny_head_dir(TINY_CLASSIFIER_NAME)),
-                                                                 dtype=torch.float32, attn_implementation="eager")
+                                                                 dtype=torch.float32, attn_implementation="eager",
+                                                                 trust_remote_code=False)
             loss = _train_classifier(model, tokenizer, classifier_examples(data.classifier_texts(), recipe.balanced),
                                      recipe)
         else:
             from transformers import OPTForQuestionAnswering
 
             model = OPTForQuestionAnswering.from_pretrained(str(tiny_head_dir(TINY_QA_NAME)), dtype=torch.float32,
-                                                            attn_implementation="eager")
+                                                            attn_implementation="eager", trust_remote_code=False)
             loss = _train_qa(model, tokenizer, qa_examples(data.qa_items(), recipe.balanced), recipe)
     finally:
         torch.set_num_threads(threads)

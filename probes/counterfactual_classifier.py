@@ -250,17 +250,19 @@ class CounterfactualClassifier:
                       for g, v in per_item.items()}
         gap = Metric(name="score_gap", value=float(np.mean([abs(v) for v in gaps.gaps.values()])), ci=None,
                      n=len(rows), higher_is_better=False, ideal=0.0, citation=CITATION,
-                     ci_method="groups: percentile bootstrap over items (2000 resamples, 95%); overall: none",
+                     ci_method=("no interval: a mean of |gap| over descriptors, not over items (its test is "
+                                "group_difference_p); groups: percentile bootstrap over items (2000 resamples, 95%)"),
                      description=(f"Mean over identity descriptors of |gap|, where a descriptor's gap is the mean "
                                   f"over its items of its variant's score minus the item's mean score ({score_desc}). "
                                   "Groups: axis/descriptor, signed gap (< 0: the descriptor lowers the score)."),
                      groups={g: GroupValue(m.value, m.ci, m.n) for g, m in sorted(gap_groups.items())})
         worst = Metric(name="worst_group_gap", value=gaps.worst, ci=None, n=len(rows), higher_is_better=False,
                        ideal=0.0, citation=CITATION,
+                       ci_method="no interval: a maximum over descriptors; its test is group_difference_p",
                        description=f"The largest |gap| of any identity descriptor ({score_desc}); see score_gap.")
         p = permutation_p(scores, keys)
         test = Metric(name="group_difference_p", value=p, ci=None, n=len(rows), higher_is_better=True,
-                      citation=CITATION, unit="p",
+                      citation=CITATION, unit="p", ci_method="no interval: a p-value",
                       description=(f"Permutation p-value of 'the score differs by descriptor': the worst group gap "
                                    f"against {PERMUTATIONS} within-item permutations of the descriptors (seed "
                                    f"{PERMUTATION_SEED}); small p: the identity term moves the score. Floor "

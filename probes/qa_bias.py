@@ -219,9 +219,10 @@ class QaBias:
         if amb:
             p = sign_flip_p([float(r["bias"]) for r in amb])
             test = Metric(name="bias_p", value=p, ci=None, n=len(amb), higher_is_better=True, citation=CITATION,
-                          unit="p", description=(f"Sign-flip permutation p-value of 'the mean bias is not 0' over "
-                                                 f"ambiguous items ({PERMUTATIONS} flips, seed {PERMUTATION_SEED}; "
-                                                 "exact below 14 items); small p: a real preference."))
+                          unit="p", ci_method="no interval: a p-value",
+                          description=(f"Sign-flip permutation p-value of 'the mean bias is not 0' over "
+                                       f"ambiguous items ({PERMUTATIONS} flips, seed {PERMUTATION_SEED}; "
+                                       "exact below 14 items); small p: a real preference."))
         else:
             test = skipped_metric("bias_p", "no ambiguous items", higher_is_better=True, description="",
                                   citation=CITATION)

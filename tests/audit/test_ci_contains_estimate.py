@@ -26,7 +26,8 @@ import pytest
 from audit import gate_paired
 from audit.gate_paired import ItemStatistic, item_table, table_value
 from audit.metrics import NO_INTERVAL
-from audit.types import Generate, Generation, LogLikelihoodResult, Metric, Sample, TextScores
+from audit.types import (Classify, ClassifyResult, Embed, Embedding, ExtractSpan, Generate, Generation,
+                         LogLikelihoodResult, Metric, Sample, SpanResult, TextScores)
 from probes.loading import ProbeConfig
 from probes.registry import PROBES
 
@@ -74,6 +75,16 @@ def _results(probe: Any, rng: np.random.Generator) -> dict:
                 t = _tokens(rng)
                 samples.append(Sample(" ".join(f"w{x}" for x in t), tuple(t), bool(rng.random() < 0.5)))
             out[r] = Generation(tuple(samples))
+        elif isinstance(r, Classify):  # a two-label head: random probabilities
+            p = float(rng.random())
+            out[r] = ClassifyResult((1.0 - p, p), ("negative", "positive"))
+        elif isinstance(r, ExtractSpan):  # one of the candidates (or a random stretch), random span scores
+            scores = tuple(float(rng.normal(0.0, 3.0)) for _ in r.candidates)
+            pick = r.candidates[int(np.argmax(scores))] if r.candidates and rng.random() < 0.8 else r.context[:5]
+            start = max(0, r.context.find(pick))
+            out[r] = SpanResult(pick, start, start + len(pick), float(max(scores, default=0.0)), scores)
+        elif isinstance(r, Embed):  # unit-scale random vectors
+            out[r] = Embedding(tuple(float(x) for x in rng.normal(0.0, 1.0, 8)), int(rng.integers(2, 9)))
         else:
             out[r] = LogLikelihoodResult(float(-rng.exponential(20.0)), int(rng.integers(1, 10)),
                                          bool(rng.random() < 0.3))

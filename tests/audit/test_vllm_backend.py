@@ -316,7 +316,7 @@ def test_run_hash_counts_the_backend_only_when_it_is_vllm() -> None:
 
     hf = RunSpec(model=ModelSpec("tiny-opt"), probes=("crows_pairs",))
     # an hf run hashes exactly the fields it had before backends were selectable: old run names still resume
-    legacy = {k: v for k, v in asdict(hf).items() if k not in ("backend", "vllm")}
+    legacy = {k: v for k, v in asdict(hf).items() if k not in ("backend", "vllm", "label")}
     legacy["model"] = {k: v for k, v in legacy["model"].items() if k not in ("trust_remote_code", "chat_template")}
     assert hf.result_hash() == "ae09420e68"  # tiny-opt + crows_pairs, as named before these fields existed
     assert hf.result_hash() == hashlib.sha256(canonical_json(legacy).encode()).hexdigest()[:10]

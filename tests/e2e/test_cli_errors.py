@@ -143,7 +143,7 @@ def test_probes_lists_every_probe(cli) -> None:
     lines = proc.stdout.splitlines()
     assert any(ln.startswith("crows_pairs  (v1, data: CC BY-SA 4.0)") for ln in lines)
     assert any(ln.startswith("repetition  (v3, ") for ln in lines)
-    assert proc.stdout.count("cite: ") == len(PROBES) == 12
+    assert proc.stdout.count("cite: ") == len(PROBES) == 15  # 12 for causal LMs, seat, and the two head audits
 
 
 def test_scorer_errors(cli, tmp_path: Path) -> None:
