@@ -261,6 +261,18 @@ def stratified_subset(examples: Sequence[Example], limit: int | None, salt: str)
     return [examples[i] for i in sorted(keep)]
 
 
+def data_paths(config: ProbeConfig) -> list[Path]:
+    """The BBQ files a probe reads: the bundled categories, every *.jsonl of a --data folder, or one file."""
+    if config.data is None:
+        return [bundled("bbq", f"{c}.jsonl") for c in CATEGORIES]
+    if Path(config.data).is_dir():
+        paths = sorted(Path(config.data).glob("*.jsonl"))
+        if not paths:
+            raise AuditError(f"{config.data}: no *.jsonl BBQ files")
+        return paths
+    return [Path(config.data)]
+
+
 class Bbq:
     """The BBQ probe."""
 
@@ -268,14 +280,7 @@ class Bbq:
     score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
-        if config.data is None:
-            paths = [bundled("bbq", f"{c}.jsonl") for c in CATEGORIES]
-        elif Path(config.data).is_dir():
-            paths = sorted(Path(config.data).glob("*.jsonl"))
-            if not paths:
-                raise AuditError(f"{config.data}: no *.jsonl BBQ files")
-        else:
-            paths = [Path(config.data)]
+        paths = data_paths(config)
         self.examples = stratified_subset(load_paths(paths), config.limit, f"{INFO.name}/{INFO.version}")
         self.data_sha256 = {p.name: sha256_text(p) for p in paths}
 

@@ -38,8 +38,8 @@ from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
 from audit.types import (ChartHint, ExtractSpan, Headline, Metric, ProbeInfo, Request, Result, SampleReading,
                          SpanResult, TextScores, skipped_metric)
-from probes.bbq import CATEGORIES, CITATION as BBQ_CITATION, Example, load_paths, stratified_subset
-from probes.loading import ProbeConfig, bundled, sha256_text
+from probes.bbq import CITATION as BBQ_CITATION, Example, data_paths, load_paths, stratified_subset
+from probes.loading import ProbeConfig, sha256_text
 
 CITATION = ("Tao Li, Daniel Khashabi, Tushar Khot, Ashish Sabharwal, Vivek Srikumar. UNQOVERing Stereotyping "
             "Biases via Underspecified Questions. Findings of EMNLP 2020 (arXiv:2010.02428). "
@@ -154,14 +154,7 @@ class QaBias:
     family = "question-answering"
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
-        if config.data is None:
-            paths = [bundled("bbq", f"{c}.jsonl") for c in CATEGORIES]
-        elif Path(config.data).is_dir():
-            paths = sorted(Path(config.data).glob("*.jsonl"))
-            if not paths:
-                raise AuditError(f"{config.data}: no *.jsonl BBQ files")
-        else:
-            paths = [Path(config.data)]
+        paths = data_paths(config)
         self.surfaces = _surfaces(paths)
         items = [it for ex in load_paths(paths) if (it := span_item(ex, self.surfaces[ex.id])) is not None]
         by_id = {it.example.id: it for it in items}
