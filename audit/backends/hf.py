@@ -582,4 +582,9 @@ def load_error(spec: ModelSpec, local_dir: Path | None, exc: BaseException) -> A
     if pickled and (isinstance(exc, pickle.UnpicklingError) or "PytorchStreamReader" in str(exc)):
         return AuditError(f"--model {spec.model}: {', '.join(map(str, pickled))} could not be loaded as plain "
                           f"weights ({why}); opt-audit never unpickles code from a model folder")
+    if pickled and isinstance(exc, (KeyError, EOFError, ValueError, TypeError)):
+        # corrupt pickled weights fail inside the unpickler with bare messages (a KeyError of a random
+        # number, "Ran out of input"): name the files, so the line says what is broken
+        return AuditError(f"--model {spec.model}: {', '.join(map(str, pickled))} could not be loaded as plain "
+                          f"weights ({type(exc).__name__}: {why}); is the file complete and a torch checkpoint?")
     return AuditError(f"--model {spec.model}: could not load it ({why})")
