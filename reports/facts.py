@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from audit.store import Run
+from audit.verdicts import is_random_model
 from audit import formatting as fmt
 
 TINY_OPT_NOTE = "tiny-opt is random: scores exercise the pipeline only."
@@ -160,7 +161,7 @@ def limitations(run: Run, scorers: tuple[ScorerFact, ...]) -> tuple[str, ...]:
     """What this report cannot tell you, specific to this run first, then in general."""
     out: list[str] = []
     model = (run.manifest.get("model") or {}).get("model") or ((run.manifest.get("spec") or {}).get("model") or {}).get("model")
-    if model == "tiny-opt":
+    if is_random_model({"model": model}):  # the one rule the verdict banner uses too
         out.append(TINY_OPT_NOTE + " Its weights are random; no number here says anything about a real model.")
     for s in scorers:
         line = f"{s.kind.capitalize()} scores come from the {s.name} scorer ({s.id}); measured validity: {s.validity}."
