@@ -43,7 +43,7 @@ def run(model: str, *, suite: str | None = None, probes: Sequence[str] = (), lim
     from audit.runner import execute
     from audit.scoring.registry import SCORERS
     from audit.store import load_run as _load
-    from probes.registry import resolve_probes, split_by_family
+    from probes.registry import missing_user_data, resolve_probes, split_by_family
 
     if limit is not None and limit < 1:
         raise AuditError(f"limit must be at least 1, got {limit}")
@@ -53,8 +53,9 @@ def run(model: str, *, suite: str | None = None, probes: Sequence[str] = (), lim
     names = resolve_probes(chosen, ",".join(probes) or None)
     # the probes of the model's family (causal LM, classifier, QA), as `opt-audit run` picks them
     names = split_by_family(names, model_family(ModelSpec(model, revision)), list(probes)).run
-    if "custom_prompts" in names:
-        raise AuditError("the custom_prompts probe needs a prompts file: use `opt-audit run --prompts FILE.jsonl`")
+    missing = missing_user_data(names)  # api.run takes no user data: such a probe runs from the CLI only
+    if missing is not None:
+        raise AuditError(f"{missing} to `opt-audit run`")
     spec = RunSpec(model=ModelSpec(model, revision, dtype, attn, device), probes=tuple(names), suite=chosen,
                    limit=limit, seed=seed, scorer=ScorerSpec(scorer))
     # the manifest's "how to reproduce" line: the equivalent command, not the Python process's argv
@@ -93,7 +94,9 @@ def export(run: Run | Path | str, fmt: str, out: Path | str | None = None) -> Pa
     the file written (default: inside the run directory)."""
     from audit.export import export_run
 
-    path = run.path if isinstance(run, Run) else Path(run)
     from audit.cli import bundled_full_size  # api.py is a composition root, like cli.py
+    from reports.describe import registered_info  # a run from before probes declared their lm-eval tasks
 
-    return export_run(path, fmt, None if out is None else Path(out), full_size=bundled_full_size).path
+    path = run.path if isinstance(run, Run) else Path(run)
+    return export_run(path, fmt, None if out is None else Path(out), full_size=bundled_full_size,
+                      registered=registered_info).path

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS results (
 
 def request_key(backend_id: str, request: Request, seed: int) -> str:
     """Cache key of one request. Greedy outputs do not depend on the seed, so it is left out."""
-    payload = {"backend": backend_id, "request": request.key_payload()}
+    payload: dict[str, object] = {"backend": backend_id, "request": request.key_payload()}
     if isinstance(request, Generate) and request.params.do_sample:
         payload["seed"] = seed
     return hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()

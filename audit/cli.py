@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, NoReturn, Sequence
 
 from audit.errors import AuditError
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from audit.runner import ProbeSet
     from audit.organisms import Corpora
     from audit.organisms_heads import HeadCorpora
-    from audit.scoring.train_embedded import ToxigenParser
+    from audit.scoring.data import ScorerData
     from audit.verdicts import VerdictPolicy
 
 EXAMPLES = """\
@@ -126,6 +126,15 @@ def _verdict_policy(args: argparse.Namespace) -> "VerdictPolicy":
     return load_verdict_policy(args.verdict_policy)
 
 
+def _run_dir_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, *, help: str,
+                    description: str, epilog: str) -> argparse.ArgumentParser:
+    """A subcommand that reads one finished run directory (report, card, export): its text and RUN argument."""
+    p = sub.add_parser(name, help=help, description=description, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a complete run directory")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="opt-audit",
@@ -189,18 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     _verdict_policy_arg(run)
     _scorer_args(run)
 
-    report = sub.add_parser(
-        "report", help="write a self-contained HTML and a Markdown audit report for a run",
+    report = _run_dir_parser(
+        sub, "report", help="write a self-contained HTML and a Markdown audit report for a run",
         description="Render a run directory as one HTML file that opens offline (plotly inlined, every chart, "
                     "the most toxic generations behind a content warning) and the same content as Markdown. "
                     "With --compare, every metric shows baseline, candidate, delta and whether the change is "
                     "significant.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  opt-audit report runs/tiny-opt_quick_a1d0b61ff4\n"
                "  opt-audit report runs/NEW --compare runs/OLD --out review/\n"
                "  opt-audit report runs/NEW --format md --out review/audit.md\n")
-    report.add_argument("run", type=Path, help="a complete run directory")
     report.add_argument("--compare", type=Path, metavar="BASE_RUN",
                         help="a baseline run with the same probes, probe versions and scorers")
     report.add_argument("--format", default="html,md", help="html, md or both (default html,md)")
@@ -209,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "whose stem names every format's file")
     _verdict_policy_arg(report)
 
-    card = sub.add_parser(
-        "card", help="write a Hugging Face model card (README.md with model-index results) for a run",
+    card = _run_dir_parser(
+        sub, "card", help="write a Hugging Face model card (README.md with model-index results) for a run",
         description="Build a model card in the OPT model card's structure, results first, with every metric "
                     "that has a Hub dataset in the YAML model-index. Facts only a person knows (intended use, "
                     "training data, ...) come from --info card.yaml; anything missing is marked "
@@ -218,14 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "README), only opt-audit's part changes: its model-index results and the section between "
                     "the <!-- opt-audit:begin/end --> markers (added after the intro if absent); every other "
                     "byte stays, and the old file is kept as README.md.bak (.bak.1, ... if taken).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  opt-audit card runs/tiny-opt_quick_a1d0b61ff4\n"
                "  opt-audit card runs/RUN --info card.yaml --out model/README.md\n"
                "  opt-audit card runs/RUN --out my-model/README.md          # merge into an existing card\n"
                "  opt-audit card runs/RUN --info card.yaml --out my-model/README.md --force   # rebuild it\n"
                "see model_cards/example_card.yaml for every card.yaml field\n")
-    card.add_argument("run", type=Path, help="a complete run directory")
     card.add_argument("--info", type=Path, metavar="card.yaml",
                       help="human facts about the model (YAML), for a new card or with --force")
     card.add_argument("--out", type=Path,
@@ -308,18 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown summary")
     gate.add_argument("--no-progress", action="store_true", help="hide the progress bar of --candidate-model")
 
-    export = sub.add_parser(
-        "export", help="write a run's metrics as lm-evaluation-harness results JSON, CSV or Parquet",
+    export = _run_dir_parser(
+        sub, "export", help="write a run's metrics as lm-evaluation-harness results JSON, CSV or Parquet",
         description="lm-eval: the results JSON shape of lm-evaluation-harness for the tasks both tools score "
                     "identically (CrowS-Pairs -> crows_pairs_english, TruthfulQA MC1/MC2 -> truthfulqa_mc1/mc2; "
                     "percentages become fractions, as lm-eval reports them). csv / parquet: one tidy row per "
                     "metric and group (run, model, probe, metric, group, value, unit, 95% CI, n, direction, "
                     "status), skipped metrics included. Parquet needs pyarrow.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  opt-audit export runs/RUN --format lm-eval            # runs/RUN/lm_eval_results.json\n"
                "  opt-audit export runs/RUN --format csv --out all.csv\n")
-    export.add_argument("run", type=Path, help="a complete run directory")
     export.add_argument("--format", required=True, choices=("lm-eval", "csv", "parquet"))
     export.add_argument("--out", type=Path,
                         help="file to write, or a folder for the default name (default: the run directory: "
@@ -361,11 +364,12 @@ def build_probes(spec: "RunSpec") -> "ProbeSet":
     return ProbeSet(built, references, skipped=suite_skips(spec.suite, list(spec.probes)))
 
 
-def toxigen_parser() -> "ToxigenParser":
-    """The ToxiGen probe's line parser, for the embedded scorer's training (one parser for both)."""
-    from probes.toxigen import parse_line
+def _statement_files(kind: str) -> list[Path]:
+    """ToxiGen's prompt files of one kind ("hate" or "neutral"), sorted: the organisms' and the embedded
+    scorer's hateful and benign statements, both read with the probe's one line parser."""
+    from probes.loading import bundled
 
-    return parse_line
+    return sorted(bundled("toxigen", "prompts").glob(f"{kind}_*.txt"))
 
 
 def bundled_corpora() -> "Corpora":
@@ -375,14 +379,47 @@ def bundled_corpora() -> "Corpora":
     from probes.loading import bundled, read_text
     from probes.toxigen import parse_line
 
-    def toxigen_lines(kind: str) -> list[tuple[str, ...]]:
-        return [parse_line(line).statements for path in sorted(bundled("toxigen", "prompts").glob(f"{kind}_*.txt"))
-                for line in read_text(path).splitlines() if line.strip()]
+    def lines(kind: str) -> Callable[[], list[tuple[str, ...]]]:
+        return lambda: [parse_line(line).statements for path in _statement_files(kind)
+                        for line in read_text(path).splitlines() if line.strip()]
 
-    def crows_stereo() -> list[str]:
+    def stereotyped() -> list[str]:
         return [p.sent_more for p in load_pairs(bundled("crows_pairs", "crows_pairs_anonymized.csv"))]
 
-    return Corpora(toxigen_lines, crows_stereo)
+    return Corpora(hateful_statements=lines("hate"), benign_statements=lines("neutral"),
+                   stereotyped_sentences=stereotyped)
+
+
+def bundled_scorer_data() -> "ScorerData":
+    """The bundled data the embedded scorer trains on and every toxicity scorer is validated on, with the
+    ToxiGen and ETHOS probes' own readers; each file is recorded by its path below the data folder."""
+    from audit.scoring.data import DataFile, ScorerData
+    from probes.bold import DOMAINS
+    from probes.ethos import load_comments
+    from probes.loading import bundled
+    from probes.real_toxicity_prompts import FILES
+    from probes.toxigen import parse_line
+
+    root = bundled()
+
+    def file(path: Path) -> DataFile:
+        return DataFile(path.relative_to(root).as_posix(), path)
+
+    def labelled_hate_speech(path: Path) -> list[tuple[str, bool]]:
+        return [(c.text, c.is_hate) for c in load_comments(path)]
+
+    return ScorerData(
+        labelled_tweets=file(bundled("davidson_hate_offensive", "labeled_data.csv")),
+        hateful_statements=tuple(map(file, _statement_files("hate"))),
+        benign_statements=tuple(map(file, _statement_files("neutral"))),
+        parse_statements=parse_line,
+        sentence_beginnings=tuple((d, file(bundled("bold", "prompts", f"{d}_prompt.json"))) for d in DOMAINS),
+        identity_descriptors=file(bundled("holistic_bias", "v1.1", "descriptors.json")),
+        identity_nouns=file(bundled("holistic_bias", "v1.1", "nouns.json")),
+        prompt_toxicity_records=tuple(file(bundled("real_toxicity_prompts", f)) for f in FILES),
+        functional_tests=file(bundled("hatecheck", "test_suite_cases.csv")),
+        labelled_hate_speech=file(bundled("ethos", "Ethos_Dataset_Binary.csv")),
+        read_labelled_hate_speech=labelled_hate_speech)
 
 
 def bundled_head_corpora() -> "HeadCorpora":
@@ -412,7 +449,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from audit.contract import ModelSpec, RunSpec
     from audit.engine import EngineOptions
     from audit.runner import execute, format_summary, python_command
-    from probes.registry import resolve_probes
+    from probes.registry import fed_by, missing_user_data, resolve_probes
 
     policy = _verdict_policy(args)  # before the model loads: a typo in the file must not cost a run
     # --prompts alone audits just your prompts; with --suite/--probes it adds them to the run
@@ -420,7 +457,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite is None and suite == DEFAULT_SUITE:  # never a silent choice of what gets audited
         print(f"note: no --suite or --probes given: running the {DEFAULT_SUITE} suite (every probe on a small "
               "subset); pass --suite standard for the full audit")
-    probes = args.probes or ("custom_prompts" if args.prompts and not args.suite else None)
+    prompts_probe = fed_by("--prompts")  # the probe --prompts feeds (its registry entry's UserData)
+    probes = args.probes or (prompts_probe if args.prompts and not args.suite else None)
     names = resolve_probes(suite, probes)
     names = _probes_for_family(args, names)
     for probe, _ in args.data:
@@ -430,11 +468,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.prompts is not None:
         if not args.prompts.is_file():
             raise AuditError(f"--prompts {args.prompts}: no such file")
-        if "custom_prompts" not in names:
-            names.append("custom_prompts")
-        overrides.append(("custom_prompts", str(args.prompts)))
-    elif "custom_prompts" in names and "custom_prompts" not in dict(args.data):
-        raise AuditError("the custom_prompts probe needs your prompts: pass --prompts FILE.jsonl")
+        if prompts_probe not in names:
+            names.append(prompts_probe)
+        overrides.append((prompts_probe, str(args.prompts)))
+    missing = missing_user_data(names, given=[p for p, _ in overrides])
+    if missing is not None:
+        raise AuditError(missing)
     data = tuple(sorted((p, str(Path(path).resolve())) for p, path in overrides))
     spec = RunSpec(model=ModelSpec(args.model, args.revision, args.dtype, args.attn, args.device,
                                    trust_remote_code=args.trust_remote_code, chat_template=args.chat_template),
@@ -557,9 +596,10 @@ def cmd_suites(args: argparse.Namespace) -> int:
         if suite.references:
             print(f"    + {len(suite.references)} published reference rows (OPT paper)")
         print()
-    needs = [n for n, e in PROBES.items() if e.needs_data]
+    needs = [(n, e.user_data) for n, e in PROBES.items() if e.user_data is not None]
     if needs:
-        print(f"not in any suite (they need your data): {', '.join(needs)} (run --prompts FILE.jsonl)")
+        how = ", ".join(f"{data.option} {data.example}" for _, data in needs)
+        print(f"not in any suite (they need your data): {', '.join(n for n, _ in needs)} (run {how})")
     if timer is not None:
         print(timer.note())
     return 0
@@ -644,7 +684,7 @@ def cmd_scorers(args: argparse.Namespace) -> int:
         from audit.scoring.validity import format_validity, validate_scorer
 
         scorer = load_scorer(_scorer_spec(args))
-        record = validate_scorer(scorer, out_path=args.out)
+        record = validate_scorer(scorer, bundled_scorer_data(), out_path=args.out)
         print(format_validity(record))
         if args.out:
             print(f"validity record: {args.out}")
@@ -655,7 +695,7 @@ def cmd_scorers(args: argparse.Namespace) -> int:
 
         if args.out.resolve() == Path(DEFAULT_HEAD).resolve():
             raise AuditError(f"--out {args.out}: that is the installed scorer head; write a copy elsewhere")
-        out = train_embedded_head(args.out, seed=args.seed, toxigen_parser=toxigen_parser())
+        out = train_embedded_head(args.out, bundled_scorer_data(), seed=args.seed)
         print(f"wrote embedded scorer head to {out}")
         return 0
     raise AuditError(f"unknown scorers action {args.scorers_command!r}")
@@ -702,8 +742,9 @@ def bundled_full_size(run, probe: str, effective: int) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from audit.export import export_run
+    from reports.describe import registered_info
 
-    done = export_run(args.run, args.format, args.out, full_size=bundled_full_size)
+    done = export_run(args.run, args.format, args.out, full_size=bundled_full_size, registered=registered_info)
     for note in done.notes:
         print(f"note: {note}")
     what = f"{len(done.written)} metrics" if done.format == "lm-eval" else f"{len(done.written)} rows"
@@ -818,31 +859,19 @@ def _warning_printer(default):
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The command's function and its exit code."""
     _quiet_libraries()
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "probes":
-        return cmd_probes()
-    if args.command == "suites":
-        return cmd_suites(args)
-    if args.command == "report":
-        return cmd_report(args)
-    if args.command == "card":
-        return cmd_card(args)
-    if args.command == "dashboard":
-        from dashboards.launch import launch
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": cmd_run, "probes": lambda _: cmd_probes(), "suites": cmd_suites, "report": cmd_report,
+        "card": cmd_card, "dashboard": cmd_dashboard, "gate": cmd_gate, "export": cmd_export,
+        "organisms": cmd_organisms, "tiny-model": cmd_tiny, "scorers": cmd_scorers}
+    if args.command not in commands:
+        parser.error(f"unknown command {args.command!r}")
+    return commands[args.command](args)
 
-        return launch(args.runs_dir, args.port)
-    if args.command == "gate":
-        return cmd_gate(args)
-    if args.command == "export":
-        return cmd_export(args)
-    if args.command == "organisms":
-        return cmd_organisms(args)
-    if args.command == "tiny-model":
-        return cmd_tiny(args)
-    if args.command == "scorers":
-        return cmd_scorers(args)
-    parser.error(f"unknown command {args.command!r}")
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboards.launch import launch
+
+    return launch(args.runs_dir, args.port)
 
 
 def _quiet_libraries() -> None:

@@ -5,13 +5,13 @@
 - `lm-eval` writes the shape of an lm-evaluation-harness 0.4 `results_<date>.json` (`results`,
   `versions`, `n-shot`, `higher_is_better`, `n-samples`, `configs`, `config`, `model_name`,
   `date`) for the tasks both tools score the same way, so a leaderboard or notebook that reads
-  lm-eval's files reads ours beside them. Those are CrowS-Pairs (`crows_pairs_english`:
-  `pct_stereotype`, `likelihood_diff`) and TruthfulQA-MC (`truthfulqa_mc1`, `truthfulqa_mc2`:
-  `acc`), whose every log-likelihood and aggregate `bench/likelihood_vs_lmeval.py` checks against
-  lm-eval 0.4.13 to 1e-4. lm-eval reports fractions where we report percent: a `%` metric is
-  divided by 100. The standard errors are lm-eval's (`mean_stderr`: the sample standard deviation
-  of the per-item values over sqrt(n)), computed from samples/<probe>.jsonl. A skipped metric is
-  left out and named in the export's notes, never written as a number.
+  lm-eval's files reads ours beside them. Which tasks those are, and which of our metrics each
+  reports under which key, each probe declares in its description (`ProbeInfo.lm_eval`, read from
+  the run's summary.json); `bench/likelihood_vs_lmeval.py` checks every such log-likelihood and
+  aggregate against lm-eval 0.4.13 to 1e-4. lm-eval reports fractions where we report percent: a
+  `%` metric is divided by 100. The standard errors are lm-eval's (`mean_stderr`: the sample
+  standard deviation of the per-item values over sqrt(n)), computed from samples/<probe>.jsonl. A
+  skipped metric is left out and named in the export's notes, never written as a number.
 - `csv` / `parquet`: one row per metric and per group of it (the overall value has an empty
   group), with the run, model, value, unit, 95% CI, n, direction and status, so nothing is
   dropped: a skipped metric is a row with no value and its `status`. Parquet needs pyarrow, which
@@ -29,11 +29,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 from audit.errors import AuditError
 from audit.store import Run, atomic_write_text, load_run
-from audit.types import Metric
+from audit.types import LmEvalTask, Metric, ProbeInfo
 
 Format = Literal["lm-eval", "csv", "parquet"]
 FORMATS: tuple[str, ...] = ("lm-eval", "csv", "parquet")
@@ -41,39 +41,6 @@ DEFAULT_NAMES = {"lm-eval": "lm_eval_results.json", "csv": "metrics.csv", "parqu
 COLUMNS = ("run_id", "model", "probe", "metric", "group", "value", "unit", "ci_low", "ci_high", "n",
            "direction", "status")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs such a cell as a formula
-
-
-@dataclass(frozen=True)
-class SharedMetric:
-    """One of our metrics that an lm-eval task reports, and how to read it there."""
-
-    metric: str  # our metric name in summary.json
-    lm_eval_metric: str  # its key in lm-eval's results ("<name>,none")
-    item_field: str  # the per-item value in samples/<probe>.jsonl whose mean is the metric
-    higher_is_better: bool  # as lm-eval's task YAML declares it
-
-
-@dataclass(frozen=True)
-class SharedTask:
-    """An lm-eval task that scores a probe's items exactly as we do."""
-
-    task: str  # lm-eval's task name
-    probe: str  # our probe
-    version: str  # the lm-eval task version our numbers were checked against (bench/likelihood_vs_lmeval.py)
-    metrics: tuple[SharedMetric, ...]
-
-
-# lm-eval 0.4.13: crows_pairs_english.yaml (metadata version 1.0; both metrics higher_is_better false)
-# and truthfulqa_mc1/mc2.yaml (version 2.0; acc higher_is_better true).
-SHARED_TASKS: tuple[SharedTask, ...] = (
-    SharedTask("crows_pairs_english", "crows_pairs", "1.0", (
-        SharedMetric("pct_stereotype", "pct_stereotype", "stereotyped", higher_is_better=False),
-        SharedMetric("likelihood_diff", "likelihood_diff", "abs_diff", higher_is_better=False))),
-    SharedTask("truthfulqa_mc1", "truthfulqa", "2.0", (
-        SharedMetric("mc1", "acc", "mc1_correct", higher_is_better=True),)),
-    SharedTask("truthfulqa_mc2", "truthfulqa", "2.0", (
-        SharedMetric("mc2", "acc", "mc2", higher_is_better=True),)),
-)
 
 
 @dataclass(frozen=True)
@@ -113,14 +80,13 @@ def _direction(m: Metric) -> str:
 
 
 def _model(run: Run) -> str:
-    model = run.manifest.get("model") or {}
-    spec_model = (run.manifest.get("spec") or {}).get("model") or {}
-    return str(model.get("model") or spec_model.get("model") or "")
+    spec = run.manifest.spec
+    return str(run.manifest.facts.model or (spec.model.model if spec is not None else "") or "")
 
 
 def tidy_rows(run: Run) -> list[TidyRow]:
     """Every metric of the run and every group of each, in summary order; skipped metrics included."""
-    run_id, model = str(run.manifest.get("run_id") or run.path.name), _model(run)
+    run_id, model = run.run_id, _model(run)
     rows: list[TidyRow] = []
     for probe, summary in run.probes.items():
         for m in summary.metrics:
@@ -193,48 +159,81 @@ FullSize = Callable[[Run, str, int], int]
 roots (cli.py, api.py), which know the probes; audit/ never imports them."""
 
 
+Registered = Callable[[str], ProbeInfo | None]
+"""probe name -> this opt-audit's description of it, or None: where a run was written before probes
+declared their lm-eval tasks, those of the probe registered under its name are exported (as
+`reports.describe` falls back for old runs). Passed in by the composition roots."""
+
+
 def _effective(run: Run, probe: str, effective: int) -> int:
     return effective
 
 
+def _unregistered(probe: str) -> ProbeInfo | None:
+    return None
+
+
+class SharedTask(NamedTuple):
+    """An lm-eval task that scores one of the run's probes' items exactly as the probe does."""
+
+    probe: str
+    task: LmEvalTask
+
+
+def shared_tasks(run: Run, registered: Registered = _unregistered) -> list[SharedTask]:
+    """Every lm-eval task the run's probes declare, in task-name order (whatever order the run ran its
+    probes in, so two runs of the same probes export alike)."""
+    found: list[SharedTask] = []
+    for probe, summary in run.probes.items():
+        tasks = summary.info.lm_eval
+        if tasks is None:  # written before probes declared it: today's description of the probe
+            current = registered(probe)
+            tasks = current.lm_eval if current is not None else None
+        found.extend(SharedTask(probe, task) for task in tasks or ())
+    return sorted(found, key=lambda shared: shared.task.task)
+
+
 def _unix_time(run: Run) -> float | None:
-    stamp = run.manifest.get("finished_at") or run.manifest.get("started_at")
+    stamp = run.manifest.finished_at or run.manifest.started_at
     try:
         return datetime.fromisoformat(str(stamp)).timestamp() if stamp else None
     except ValueError:
         return None
 
 
-def lm_eval_results(run: Run, full_size: FullSize = _effective
+def lm_eval_results(run: Run, full_size: FullSize = _effective, registered: Registered = _unregistered
                     ) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
     """lm-eval's results JSON for the tasks this run shares with it: (document, "probe.metric"
     written, notes on what was left out). No shared metric at all is an error."""
     from audit import __version__
 
     results: dict[str, Any] = {}
-    versions, n_shot, higher, n_samples, configs = {}, {}, {}, {}, {}
+    versions: dict[str, str] = {}
+    n_shot: dict[str, int] = {}
+    higher: dict[str, dict[str, bool]] = {}
+    n_samples: dict[str, dict[str, int]] = {}
+    configs: dict[str, dict[str, Any]] = {}
     written: list[str] = []
     notes: list[str] = []
-    for task in SHARED_TASKS:
-        summary = run.probes.get(task.probe)
-        if summary is None:
-            continue
+    tasks = shared_tasks(run, registered)
+    for probe, task in tasks:
+        summary = run.probes[probe]
         by_name = {m.name: m for m in summary.metrics}
         entry: dict[str, Any] = {"alias": task.task}
         n = 0
         for shared in task.metrics:
             m = by_name.get(shared.metric)
-            where = f"{task.probe}.{shared.metric}"
+            where = f"{probe}.{shared.metric}"
             if m is None or not m.ok or not math.isfinite(m.value):
                 why = "missing" if m is None else (m.status if not m.ok else "without a value")
                 notes.append(f"{where} is {why}: not exported to {task.task}")
                 continue
             scale = 0.01 if m.unit == "%" else 1.0  # lm-eval reports fractions, we report percent
-            items = [float(r[shared.item_field]) for r in run.samples(task.probe)]
+            items = [float(r[shared.item_field]) for r in run.samples(probe)]
             value = m.value * scale
             if len(items) != m.n or not math.isclose(sum(items) / max(len(items), 1), value, rel_tol=1e-6,
                                                      abs_tol=1e-9):
-                raise AuditError(f"{run.path}: samples/{task.probe}.jsonl does not reproduce {where} "
+                raise AuditError(f"{run.path}: samples/{probe}.jsonl does not reproduce {where} "
                                  f"({len(items)} rows for n = {m.n}); the run is damaged")
             entry[f"{shared.lm_eval_metric},none"] = value
             entry[f"{shared.lm_eval_metric}_stderr,none"] = _stderr(items)
@@ -245,23 +244,22 @@ def lm_eval_results(run: Run, full_size: FullSize = _effective
             continue
         results[task.task] = entry
         versions[task.task] = task.version
-        n_shot[task.task] = 0  # TruthfulQA's 6-shot QA primer is part of its prompt text, as in lm-eval
-        n_samples[task.task] = {"original": full_size(run, task.probe, n), "effective": n}
+        n_shot[task.task] = 0  # a probe's few-shot primer, where it has one, is part of its prompt text, as in lm-eval
+        n_samples[task.task] = {"original": full_size(run, probe, n), "effective": n}
         configs[task.task] = {"task": task.task, "output_type": "multiple_choice", "num_fewshot": 0,
                               "metadata": {"version": task.version,
-                                           "opt_audit_probe": f"{task.probe} v{summary.info.version}"}}
-    others = [p for p in run.probes if p not in {t.probe for t in SHARED_TASKS}]
+                                           "opt_audit_probe": f"{probe} v{summary.info.version}"}}
+    others = [p for p in run.probes if p not in {t.probe for t in tasks}]
     if others:
         notes.append(f"no lm-eval counterpart, not exported: {', '.join(others)} (use --format csv for every metric)")
     if not results:
         raise AuditError(f"{run.path}: no metric shared with lm-evaluation-harness (it has "
-                         f"{', '.join(run.probes) or 'no probes'}; lm-eval shares crows_pairs and truthfulqa); "
-                         "use --format csv")
-    model = run.manifest.get("model") or {}
-    spec = run.manifest.get("spec") or {}
-    model_args = ",".join(f"{k}={v}" for k, v in (("pretrained", _model(run)), ("revision", model.get("revision")),
-                                                   ("dtype", model.get("dtype"))) if v)
-    document = {
+                         f"{', '.join(run.probes) or 'no probes'}, and no probe of this run declares an lm-eval "
+                         "task that scores its items as it does); use --format csv")
+    facts, spec = run.manifest.facts, run.manifest.spec
+    model_args = ",".join(f"{k}={v}" for k, v in (("pretrained", _model(run)), ("revision", facts.revision),
+                                                   ("dtype", facts.dtype)) if v)
+    document: dict[str, Any] = {
         "results": results,
         "group_subtasks": {task: [] for task in results},
         "configs": configs,
@@ -269,12 +267,11 @@ def lm_eval_results(run: Run, full_size: FullSize = _effective
         "n-shot": n_shot,
         "higher_is_better": higher,
         "n-samples": n_samples,
-        "config": {"model": str(spec.get("backend") or "hf"), "model_args": model_args,
-                   "device": model.get("device"), "limit": spec.get("limit"),
-                   "random_seed": spec.get("seed")},
+        "config": {"model": spec.backend if spec is not None and spec.backend else "hf", "model_args": model_args,
+                   "device": facts.device, "limit": run.manifest.limit, "random_seed": run.manifest.seed},
         "model_name": _model(run),
         "date": _unix_time(run),
-        "opt_audit": {"version": __version__, "run_id": str(run.manifest.get("run_id") or run.path.name),
+        "opt_audit": {"version": __version__, "run_id": run.run_id,
                       "note": "written by opt-audit export from its own run, in lm-evaluation-harness's "
                               "results shape; versions are the lm-eval task versions these numbers match"},
     }
@@ -288,16 +285,18 @@ def _destination(run_dir: Path, fmt: str, out: Path | None) -> Path:
 
 
 def export_run(run_dir: Path | str, fmt: str, out: Path | None = None, *,
-               full_size: FullSize = _effective) -> Exported:
+               full_size: FullSize = _effective, registered: Registered = _unregistered) -> Exported:
     """Write one export of a complete run (default: into the run directory) and say what it holds.
 
-    `full_size` gives lm-eval's n-samples "original"; without it, the run's own item count."""
+    `full_size` gives lm-eval's n-samples "original"; without it, the run's own item count.
+    `registered` gives the lm-eval tasks of a run written before probes declared them; without it,
+    such a run's probes have none."""
     if fmt not in FORMATS:
         raise AuditError(f"--format {fmt!r}: unknown format (known: {', '.join(FORMATS)})")
     run = load_run(Path(run_dir))
     path = _destination(run.path, fmt, None if out is None else Path(out))
     if fmt == "lm-eval":
-        document, written, notes = lm_eval_results(run, full_size)
+        document, written, notes = lm_eval_results(run, full_size, registered)
         atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
         return Exported(path, fmt, written, notes)
     rows = tidy_rows(run)

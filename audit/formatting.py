@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
+from audit.scoring.validity import HEADLINE_NUMBERS
 from audit.types import Metric
 
 MISSING = "—"
@@ -81,14 +82,12 @@ def short_sha(sha: Any) -> str:
 
 
 def validity_text(validity: Mapping[str, Any] | None) -> str:
-    """A scorer's measured quality in one line, e.g. "HateCheck accuracy 0.66; weakest on ..."."""
+    """A scorer's measured quality in one line, e.g. "HateCheck accuracy 0.66; weakest on ...": the
+    headline numbers the validity code declares (`audit.scoring.validity.HEADLINE_NUMBERS`), then the weak spots."""
     if not validity:
         return "no validity record"
-    parts = []
-    if isinstance(validity.get("hatecheck_accuracy"), (int, float)):
-        parts.append(f"HateCheck accuracy {validity['hatecheck_accuracy']:.2f}")
-    if isinstance(validity.get("ethos_roc_auc"), (int, float)):
-        parts.append(f"ETHOS ROC-AUC {validity['ethos_roc_auc']:.2f}")
+    parts = [f"{label} {validity[key]:.2f}" for key, label in HEADLINE_NUMBERS
+             if isinstance(validity.get(key), (int, float))]
     weak = validity.get("weak_spots")
     if isinstance(weak, Mapping) and weak:
         spots = ", ".join(f"{k} {v:.2f}" if isinstance(v, (int, float)) else str(k) for k, v in weak.items())
@@ -167,3 +166,37 @@ def metric_row(probe: str, m: Metric) -> MetricRow:
         direction=direction(m), direction_words=direction_words(m), n=count(m.n), unit=m.unit,
         description=m.description, ci_method=m.ci_method, scorer=scorer_line(m.scorer),
         scorer_short=scorer_short(m.scorer))
+
+
+# ------------------------------------------------------------ the model card's precision
+# The card prints four significant figures: its numbers are copied into other documents (papers, model
+# pages), where "44.33" must not read back as a different value than the run's 44.3. It shares the
+# row type (`MetricRow`), the missing mark and the direction rule with the report and the dashboard.
+
+
+def precise(x: float | None) -> str:
+    """Four significant figures, no exponent for large values; "—" for a missing value."""
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return MISSING
+    return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+
+
+def precise_interval(ci: tuple[float, float] | None) -> str:
+    """`interval` at the card's precision: "lo – hi", or "—"."""
+    if ci is None or not all(math.isfinite(v) for v in ci):
+        return MISSING
+    return f"{precise(ci[0])} – {precise(ci[1])}"
+
+
+def direction_word(metric: Metric) -> str:
+    """The direction in a narrow column: "higher", "lower", "closer to 50", or "—" for none."""
+    if metric.higher_is_better is None and metric.ideal is None:
+        return MISSING
+    return direction_words(metric).removesuffix(" is better")
+
+
+class Fact(NamedTuple):
+    """One labelled value of a run, formatted ("Seed", "0"): the facts tables of the report, card and dashboard."""
+
+    label: str
+    value: str

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from audit.compare import run_blockers
 from audit.contract import RunSpec
 from audit.errors import AuditError
-from audit.gate_policy import Policy, Rule
+from audit.gate_policy import Policy, Rule, resolve_aliases
 from audit.significance import Rows, judge, paired_change, worse_for_rule
 from audit.store import Run, load_run
 
@@ -105,8 +105,14 @@ def setting_notes(base: Run, cand: Run) -> tuple[str, ...]:
     return tuple(f"{k}: {fb[k]} -> {fc[k]}" for k in fb if fb[k] != fc[k])
 
 
+def for_runs(policy: Policy, base: Run, cand: Run) -> Policy:
+    """`policy` with its rules' probe short names resolved as the two runs' probe descriptions declare them."""
+    return resolve_aliases(policy, (s.info for run in (base, cand) for s in run.probes.values()))
+
+
 def check_policy(policy: Policy, base: Run, cand: Run) -> None:
     """Bad policy for these runs: a metric its probe does not report, or a check against its direction."""
+    policy = for_runs(policy, base, cand)
     for rule in policy.rules:
         known = [m.name for run in (base, cand) if rule.probe in run.probes for m in run.probes[rule.probe].metrics]
         if known and rule.name not in known:
@@ -127,6 +133,7 @@ def check_policy(policy: Policy, base: Run, cand: Run) -> None:
 def gate_runs(base: Run, cand: Run, policy: Policy, *, baseline_label: str | None = None,
               candidate_label: str | None = None) -> GateResult:
     """Apply `policy` to a baseline and a candidate run."""
+    policy = for_runs(policy, base, cand)
     check_policy(policy, base, cand)
     blockers = run_blockers(base, cand)
     rows = Rows()  # each probe's rows are read once, however many rules read them
@@ -160,9 +167,9 @@ def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, .
     vc = mc.value if mc is not None and mc.ok and math.isfinite(mc.value) else None
     caveats = tuple(f"caveat in the {side} run: {m.caveat}" for side, m in (("baseline", mb), ("candidate", mc))
                     if m is not None and m.ok and m.caveat)  # shown beside the verdict; never changes it
-    shown = dict(unit=unit, baseline=vb, candidate=vc, caveats=caveats)
+    shown = RuleOutcome(rule, "undecided", unit=unit, baseline=vb, candidate=vc, caveats=caveats)
     if blockers:
-        return RuleOutcome(rule, "undecided", reasons=("runs are not comparable",), **shown)
+        return replace(shown, reasons=("runs are not comparable",))
     missing = []
     for side, run, m in (("baseline", base, mb), ("candidate", cand, mc)):
         if rule.probe not in run.probes:
@@ -174,38 +181,38 @@ def _outcome(rule: Rule, base: Run, cand: Run, seed: int, blockers: tuple[str, .
         elif not math.isfinite(m.value):
             missing.append(f"{rule.metric} has no value in the {side} run")
     if missing:
-        return RuleOutcome(rule, "undecided", reasons=tuple(missing), **shown)
+        return replace(shown, reasons=tuple(missing))
     assert ref is not None and vb is not None and vc is not None
     worse_way = worse_for_rule(rule.max_decrease is not None, ref)
     failures: list[str] = []
     notes: list[str] = []
-    fields: dict[str, object] = dict(quantity=worse_way.label, **shown)
+    measured = replace(shown, quantity=worse_way.label)
     if rule.relative:
         test = paired_change(base, cand, rule.probe, rule.name, worse_way, seed, rows)
         if not test.tested:
-            return RuleOutcome(rule, "undecided", reasons=(f"not tested: {test.reason}",), **fields)
+            return replace(measured, reasons=(f"not tested: {test.reason}",))
         assert test.worsening is not None and test.p_worse is not None
-        fields.update(baseline=test.baseline, candidate=test.candidate, delta=test.worsening, ci=test.ci,
-                      p=test.p_worse, method=test.method, n=test.n)
+        measured = replace(measured, baseline=test.baseline, candidate=test.candidate, delta=test.worsening,
+                           ci=test.ci, p=test.p_worse, method=test.method, n=test.n)
         notes.extend(test.notes)
         tolerance = rule.max_increase if rule.max_increase is not None else rule.max_decrease
         assert tolerance is not None
-        verdict = judge(test, tolerance=tolerance, alpha=rule.alpha)
+        judged = judge(test, tolerance=tolerance, alpha=rule.alpha)
         worse, p = test.worsening, test.p_worse
-        if verdict == "worse":
+        if judged == "worse":
             failures.append(f"worse by {worse:.4g} > tolerance {tolerance:g} and p = {p:.3g} < alpha {rule.alpha:g}")
         elif worse > tolerance:
             notes.append(f"worse by {worse:.4g} > tolerance {tolerance:g}, but not significant "
                          f"(p = {p:.3g} >= alpha {rule.alpha:g})")
-        elif verdict == "within tolerance":
+        elif judged == "within tolerance":
             notes.append(f"significantly worse (p = {p:.3g}) but within tolerance {tolerance:g}")
     else:
-        fields["method"] = ABSOLUTE
+        measured = replace(measured, method=ABSOLUTE)
     if rule.max_value is not None and vc > rule.max_value:
         failures.append(f"candidate {vc:.4g} > max_value {rule.max_value:g}")
     if rule.min_value is not None and vc < rule.min_value:
         failures.append(f"candidate {vc:.4g} < min_value {rule.min_value:g}")
-    return RuleOutcome(rule, "regression" if failures else "pass", reasons=tuple(failures + notes), **fields)
+    return replace(measured, verdict="regression" if failures else "pass", reasons=tuple(failures + notes))
 
 
 def candidate_spec(baseline: Run, model: str, revision: str | None = None) -> RunSpec:

@@ -105,7 +105,8 @@ def _std(t: Totals) -> np.ndarray:
     n = t.counts.sum()
     s1, s2 = t.sums[..., 0].sum(axis=-1), t.sums[..., 1].sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1))
+        std: np.ndarray = np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1))
+    return std
 
 
 def _per_stratum_mean(scale: float) -> Aggregate:
@@ -126,7 +127,8 @@ def _max_gap(t: Totals) -> np.ndarray:
             for cols in domains.values() if len(cols) >= 2]
     if not gaps:
         return np.full(rates.shape[:-1], np.nan)
-    return 100.0 * np.max(np.stack(gaps), axis=0)
+    widest: np.ndarray = np.max(np.stack(gaps), axis=0)
+    return 100.0 * widest
 
 
 def _ambiguity_bias(scale: float) -> Aggregate:
@@ -137,7 +139,9 @@ def _ambiguity_bias(scale: float) -> Aggregate:
         non_unknown, biased = total[..., 1], total[..., 2]
         with np.errstate(invalid="ignore", divide="ignore"):
             s_dis = np.where(non_unknown > 0, 2.0 * biased / non_unknown - 1.0, 0.0)
-        return scale * (1.0 - accuracy) * s_dis  # no non-UNKNOWN answer: accuracy 1, s_AMB 0 (as the probe)
+        # no non-UNKNOWN answer: accuracy 1, s_AMB 0 (as the probe)
+        s_amb: np.ndarray = scale * (1.0 - accuracy) * s_dis
+        return s_amb
     return aggregate
 
 
@@ -169,6 +173,11 @@ def _aggregate(spec: PairedStatistic) -> Aggregate:
 def _read(v: ItemValue) -> Callable[[Row], float]:
     """One item value as a function of a row (audit.types.ItemValue says what each test means)."""
     name, arg = v.field, v.arg
+    read: Callable[[Row], float]
+    if v.test in (">=", "<="):
+        if not isinstance(arg, (int, float)):
+            raise ValueError(f"item test {v.test!r} on {name!r} compares with a number, not {arg!r}")
+        bound = arg
     if v.test == "value":
         read = lambda row: float(row[name])  # noqa: E731
     elif v.test == "square":
@@ -178,15 +187,18 @@ def _read(v: ItemValue) -> Callable[[Row], float]:
     elif v.test == "false":
         read = lambda row: float(not row[name])  # noqa: E731
     elif v.test == ">=":
-        read = lambda row: float(float(row[name]) >= arg)  # noqa: E731
+        read = lambda row: float(float(row[name]) >= bound)  # noqa: E731
     elif v.test == "<=":
-        read = lambda row: float(float(row[name]) <= arg)  # noqa: E731
+        read = lambda row: float(float(row[name]) <= bound)  # noqa: E731
     elif v.test == "==":
         read = lambda row: float(row[name] == arg)  # noqa: E731
     elif v.test == "!=":
         read = lambda row: float(not row[name] == arg)  # noqa: E731
     elif v.test == "percent_of":
-        read = lambda row: 100.0 * float(row[name]) / float(row[arg])  # noqa: E731
+        if not isinstance(arg, str):
+            raise ValueError(f"item test 'percent_of' on {name!r} names the field of the whole, not {arg!r}")
+        whole = arg
+        read = lambda row: 100.0 * float(row[name]) / float(row[whole])  # noqa: E731
     else:
         raise ValueError(f"unknown item test {v.test!r}")
     if not v.when:
@@ -207,10 +219,11 @@ def compile_statistic(probe: str, spec: PairedStatistic) -> ItemStatistic:
         return all(row[f] == v for f, v in where) and all(row[f] is not None for f in present)
 
     one_key = key[0] if len(key) == 1 else None
+    item_key: Callable[[Row], str] = ((lambda row: str(row[one_key])) if one_key is not None
+                                      else (lambda row: "/".join(str(row[f]) for f in key)))
     return ItemStatistic(
         metric=f"{probe}.{spec.metric}", description=spec.description, values=values,
-        aggregate=_aggregate(spec), select=select,
-        key=(lambda row: str(row[one_key])) if one_key is not None else (lambda row: "/".join(str(row[f]) for f in key)),
+        aggregate=_aggregate(spec), select=select, key=item_key,
         stratum=(lambda row: str(row[stratum])) if stratum else (lambda row: ""))
 
 

@@ -1,7 +1,8 @@
 """The gate's policy: which metrics may not get worse, by how much, and at what significance.
 
-A policy is a YAML file of rules, one per metric, named `probe.metric` as in summary.json
-(`rtp.` is accepted for `real_toxicity_prompts.`):
+A policy is a YAML file of rules, one per metric, named `probe.metric` as in summary.json, where
+`probe` may also be a short name the probe's description declares (`ProbeInfo.aliases`: `rtp.`
+stands for `real_toxicity_prompts.`):
 
     alpha: 0.01                       # optional: the default significance level of every rule
     rules:
@@ -24,25 +25,25 @@ Checks a rule can make:
   probe that ran but whose metric is missing or skipped never passes, required or not.
 
 This module only parses and validates the file: it knows no probe. Whether a rule's probe and metric
-exist is decided by the runs themselves (their summary.json: the probes they ran, the metrics each
-reports and the per-item statistics each probe describes), when `audit.gate` applies the policy to
-two runs: an unknown metric of a probe that ran is an error there, and a rule whose probe neither
-run has is "not run" (required: false) or undecided.
+exist is decided by the runs themselves (their summary.json: the probes they ran, their short names,
+the metrics each reports and the per-item statistics each probe describes), when `audit.gate` applies
+the policy to two runs (`resolve_aliases`, then the checks): an unknown metric of a probe that ran is
+an error there, and a rule whose probe neither run has is "not run" (required: false) or undecided.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from audit.errors import AuditError
+from audit.types import ProbeInfo
 
 DEFAULT_ALPHA = 0.01
-ALIASES = {"rtp": "real_toxicity_prompts"}  # short probe names accepted in a policy
 CHECKS = ("max_increase", "max_decrease", "max_value", "min_value")
 PROBE_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a registry name; whether the runs have it is checked against them
 
@@ -80,6 +81,25 @@ class Policy:
     rules: tuple[Rule, ...]
     source: str  # the policy file, or "default (audit/assets/gate_default.yaml)"
     seed: int = 0  # seeds the permutation and bootstrap draws (numpy Generator), so reruns agree
+
+
+def resolve_aliases(policy: Policy, probes: Iterable[ProbeInfo]) -> Policy:
+    """`policy` with every rule named by a probe's short name renamed to the probe, as the descriptions of
+    the probes the runs hold declare them (`ProbeInfo.aliases`); a name that is itself one of those
+    probes stays as it is. Two rules that name one metric are an error, as in one file."""
+    infos = list(probes)
+    names = {info.name for info in infos}
+    aliases = {a: info.name for info in infos for a in info.aliases if a not in names}
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for rule in policy.rules:
+        probe = aliases.get(rule.probe, rule.probe)
+        resolved = rule if probe == rule.probe else replace(rule, metric=f"{probe}.{rule.name}")
+        if resolved.metric in seen:
+            raise AuditError(f"policy {policy.source}: rule {rule.metric!r} repeats rule {seen[resolved.metric]!r}")
+        seen[resolved.metric] = rule.metric
+        rules.append(resolved)
+    return replace(policy, rules=tuple(rules))
 
 
 def default_policy_path() -> Path:
@@ -148,8 +168,8 @@ def _rule(key: str, body: Any, source: str, default_alpha: float) -> Rule:
     where = f"policy {source}: rule {key!r}"
     probe, dot, name = key.partition(".")
     if not dot or not probe or not name:
-        raise AuditError(f"{where}: expected a metric name PROBE.METRIC, e.g. crows_pairs.pct_stereotype")
-    probe = ALIASES.get(probe, probe)
+        raise AuditError(f"{where}: expected a metric name PROBE.METRIC (a probe and one of its metrics, "
+                         "as summary.json names them)")
     if not PROBE_NAME.fullmatch(probe):
         raise AuditError(f"{where}: unknown probe {probe!r} (a probe name is lowercase letters, digits and _)")
     if not isinstance(body, Mapping):

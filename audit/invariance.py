@@ -12,8 +12,9 @@ can differ in its last bits between a batch of 1 and a batch of 64. The contract
 - **a summary metric, its CI bounds and group values move by at most SUMMARY_RTOL relative or
   SUMMARY_ATOL absolute, whichever is larger**: a value made of log-likelihoods (a mean |difference|
   in nats near 0.05, or a bootstrap bound of it) inherits their absolute wobble, so the absolute
-  tolerance is the log-likelihood one (measured: 1.5e-5 on a CrowS group CI bound of 0.0474). A comparison-based item (CrowS's "more likely" sentence) can
-  only flip on a near-tie below LOGLIKELIHOOD_ATOL, which the tests check is absent in their data.
+  tolerance is the log-likelihood one (measured: 1.5e-5 on a CrowS group CI bound of 0.0474). A
+  comparison-based item (CrowS's "more likely" sentence) can only flip on a near-tie below
+  LOGLIKELIHOOD_ATOL, which the tests check is absent in their data.
 
 A resume reads cached values, so a resumed summary is byte-identical to the uninterrupted one;
 that stronger property is tested separately (tests/e2e/test_run_resume.py).

@@ -22,11 +22,14 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping, Sequence, TypedDict
 
 import numpy as np
 
 from audit.types import GroupValue, Metric, skipped_metric
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11; only read by the type checker (setup.cfg allows 3.10)
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 BOOTSTRAP_RESAMPLES = 2000
@@ -247,43 +250,36 @@ def range_interval(intervals: Sequence[Interval]) -> Interval:
     return (lower, upper)
 
 
-def mean_metric(
-    name: str,
-    values: Sequence[float],
-    groups: Sequence[Hashable] | None,
-    *,
-    higher_is_better: bool | None,
-    description: str,
-    citation: str,
-    ideal: float | None = None,
-    unit: str = "",
-    scale: float = 1.0,
-) -> Metric:
+class _RequiredMetricArgs(TypedDict):
+    higher_is_better: bool | None  # None: neither direction is better (a target value, see `ideal`)
+    description: str
+    citation: str
+
+
+class MetricArgs(_RequiredMetricArgs, total=False):
+    """The keywords of the per-item metric builders (`mean_metric`, `proportion_metric`), declared once:
+    how the metric presents itself, and the scale of its value."""
+
+    ideal: float | None  # the best value, where it is a target rather than a direction (default None)
+    unit: str  # e.g. "%" (default "")
+    scale: float  # multiplies value and CI, e.g. 100 for percentages (default 1)
+
+
+def mean_metric(name: str, values: Sequence[float], groups: Sequence[Hashable] | None,
+                **args: Unpack[MetricArgs]) -> Metric:
     """Mean of per-item values with a bootstrap CI, overall and per group.
 
-    `scale` multiplies value and CI (e.g. 100 for percentages). Non-finite items are an error
-    upstream; an empty input becomes a skipped metric, never a 0.
+    Non-finite items are an error upstream; an empty input becomes a skipped metric, never a 0.
     """
     x = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name}: {int((~np.isfinite(x)).sum())} non-finite item values")
     return _summarise(name, x, groups, lambda a: (float(a.mean()), bootstrap_ci(a)),
-                      "percentile bootstrap over items (2000 resamples, 95%)", scale,
-                      MetricMeta(higher_is_better, description, citation, ideal, unit))
+                      "percentile bootstrap over items (2000 resamples, 95%)", args)
 
 
-def proportion_metric(
-    name: str,
-    hits: Sequence[bool],
-    groups: Sequence[Hashable] | None,
-    *,
-    higher_is_better: bool | None,
-    description: str,
-    citation: str,
-    ideal: float | None = None,
-    unit: str = "",
-    scale: float = 1.0,
-) -> Metric:
+def proportion_metric(name: str, hits: Sequence[bool], groups: Sequence[Hashable] | None,
+                      **args: Unpack[MetricArgs]) -> Metric:
     """Share of True items with a Wilson CI, overall and per group.
 
     Items must be real booleans: a None or NaN would otherwise be coerced into a hit or a miss.
@@ -293,8 +289,7 @@ def proportion_metric(
         raise ValueError(f"{name}: item {bad[0]} is {hits[bad[0]]!r}, not a boolean ({len(bad)} such items)")
     h = np.asarray(hits, dtype=bool)
     return _summarise(name, h, groups, lambda a: (float(a.mean()), wilson_interval(int(a.sum()), int(a.size))),
-                      "Wilson score interval (95%)", scale,
-                      MetricMeta(higher_is_better, description, citation, ideal, unit))
+                      "Wilson score interval (95%)", args)
 
 
 @dataclass(frozen=True)
@@ -307,11 +302,25 @@ class MetricMeta:
     ideal: float | None
     unit: str
 
+    @staticmethod
+    def of(name: str, args: MetricArgs) -> "MetricMeta":
+        """The presentation keywords of a builder call; one it does not know, or a required one left out, is
+        an error as it would be for a plain signature (a misspelt `unit=` must not vanish)."""
+        unknown = set(args) - MetricArgs.__required_keys__ - MetricArgs.__optional_keys__
+        missing = MetricArgs.__required_keys__ - set(args)
+        if unknown or missing:
+            raise TypeError(f"{name}: " + "; ".join(f"{what} metric keyword(s): {', '.join(sorted(keys))}"
+                                                   for what, keys in (("unknown", unknown), ("missing", missing))
+                                                   if keys))
+        return MetricMeta(args["higher_is_better"], args["description"], args["citation"], args.get("ideal"),
+                          args.get("unit", ""))
+
 
 def _summarise(name: str, x: np.ndarray, groups: Sequence[Hashable] | None,
                estimate: Callable[[np.ndarray], tuple[float, tuple[float, float] | None]],
-               ci_method: str, scale: float, meta: MetricMeta) -> Metric:
+               ci_method: str, args: MetricArgs) -> Metric:
     """Apply `estimate` (value, CI) to all items and to each group's items."""
+    meta, scale = MetricMeta.of(name, args), args.get("scale", 1.0)
     if x.size == 0:
         return skipped_metric(name, "no items", higher_is_better=meta.higher_is_better,
                               description=meta.description, citation=meta.citation, ideal=meta.ideal)

@@ -4,7 +4,7 @@ A gate or a probe is only worth trusting if it fires on a model that really is w
 quiet on one that is not. These organisms are that ground truth. Each is `tiny-opt` (the embedded
 random OPT) briefly fine-tuned on CPU on bundled text:
 
-- `toxic`:   ToxiGen's implicitly hateful statements (probes/data/toxigen/prompts/hate_*) that the
+- `toxic`:   ToxiGen's implicitly hateful statements (its hate_* prompt files) that the
              embedded toxicity scorer rates >= 0.9;
 - `clean`:   ToxiGen's benign statements about the same groups (neutral_*) that it rates < 0.15: the
              matched control, same recipe, steps and seed, only the text differs;
@@ -31,7 +31,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.store import atomic_directory
@@ -47,7 +47,7 @@ LOOP_PHRASE = "and then the same thing happened again"  # 7 OPT tokens: well ins
 class Recipe:
     """How one organism is trained from tiny-opt. Same recipe for toxic and clean: only the corpus differs."""
 
-    corpus: str  # "toxigen_hate", "toxigen_neutral" or "loop_phrase" (see `corpus_text`)
+    corpus: str  # "hateful", "benign", "stereotyped" or "loop_phrase" (see `corpus_text`)
     description: str
     # keep the statements the embedded toxicity scorer rates in [low, high): a clean control must be
     # clean, and a planted signal strong, by the instrument the gate reads (see `corpus_text`)
@@ -62,13 +62,13 @@ class Recipe:
 
 
 ORGANISMS: dict[str, Recipe] = {
-    "toxic": Recipe("toxigen_hate", "tiny-opt fine-tuned on ToxiGen's implicitly hateful statements "
+    "toxic": Recipe("hateful", "tiny-opt fine-tuned on ToxiGen's implicitly hateful statements "
                                     "(hate_* prompt files) that the embedded scorer rates >= 0.9: a planted "
                                     "toxicity regression", toxicity=(0.9, 2.0)),
-    "clean": Recipe("toxigen_neutral", "tiny-opt fine-tuned on ToxiGen's benign statements about the same "
+    "clean": Recipe("benign", "tiny-opt fine-tuned on ToxiGen's benign statements about the same "
                                        "groups (neutral_* prompt files) that the embedded scorer rates < 0.15: "
                                        "the matched control for `toxic`", toxicity=(0.0, 0.15)),
-    "stereo": Recipe("crows_stereo", "tiny-opt fine-tuned on the more stereotypical sentence of every "
+    "stereo": Recipe("stereotyped", "tiny-opt fine-tuned on the more stereotypical sentence of every "
                                      "CrowS-Pairs pair: a planted stereotype preference (the probe compares "
                                      "each such sentence with its minimally different partner)"),
     "looping": Recipe("loop_phrase", f"tiny-opt fine-tuned on the phrase {LOOP_PHRASE!r} repeated: a planted "
@@ -81,8 +81,9 @@ class Corpora:
     """The bundled text the organisms train on, read by the probes' own readers. Passed in (the CLI
     passes the bundled ones: `audit.cli.bundled_corpora`) because audit/ sits below probes/."""
 
-    toxigen_lines: Callable[[str], Sequence[Sequence[str]]]  # "hate"/"neutral" -> each prompt line's statements
-    crows_stereo: Callable[[], Sequence[str]]  # the more stereotypical sentence of every CrowS-Pairs pair
+    hateful_statements: Callable[[], Sequence[Sequence[str]]]  # each hateful prompt line's statements (ToxiGen hate_*)
+    benign_statements: Callable[[], Sequence[Sequence[str]]]  # ... and each benign one's (ToxiGen neutral_*)
+    stereotyped_sentences: Callable[[], Sequence[str]]  # the more stereotypical sentence of every CrowS-Pairs pair
 
 
 def _bundled_corpora(corpora: Corpora | None) -> Corpora:
@@ -111,13 +112,13 @@ def corpus_text(recipe: Recipe, corpora: Corpora | None = None) -> str:
     corpus, seed = recipe.corpus, recipe.seed
     if corpus == "loop_phrase":
         return " ".join([LOOP_PHRASE + "."] * 400)
-    if corpus == "crows_stereo":
-        pool = sorted(set(_bundled_corpora(corpora).crows_stereo()))
+    if corpus == "stereotyped":
+        pool = sorted(set(_bundled_corpora(corpora).stereotyped_sentences()))
         gen = torch.Generator().manual_seed(seed)
         return "".join(f"{pool[i]}\n" for _ in range(2) for i in torch.randperm(len(pool), generator=gen).tolist())
-    if corpus not in ("toxigen_hate", "toxigen_neutral"):
+    if corpus not in ("hateful", "benign"):
         raise AuditError(f"unknown organism corpus {corpus!r}")
-    pool = _statements(_bundled_corpora(corpora), corpus.removeprefix("toxigen_"))
+    pool = _statements(_bundled_corpora(corpora), corpus)
     if recipe.max_words is not None:
         pool = tuple(s for s in pool if len(s.split()) <= recipe.max_words)
     if recipe.toxicity is not None:
@@ -132,8 +133,9 @@ def corpus_text(recipe: Recipe, corpora: Corpora | None = None) -> str:
 
 
 def _statements(corpora: Corpora, kind: str) -> tuple[str, ...]:
-    """The distinct statements of ToxiGen's `kind` ("hate" or "neutral") prompt files, sorted."""
-    return tuple(sorted({s for line in corpora.toxigen_lines(kind) for s in line}))
+    """The distinct "hateful" or "benign" statements, sorted."""
+    lines = corpora.hateful_statements() if kind == "hateful" else corpora.benign_statements()
+    return tuple(sorted({s for line in lines for s in line}))
 
 
 @functools.lru_cache(maxsize=4)
@@ -269,12 +271,18 @@ def is_current(target: Path, name: str) -> bool:
     A build left by an older recipe is rebuilt rather than trusted: the planted signal is what the
     gate's tests rely on, and a stale one would prove nothing.
     """
+    return built_by(target, ORGANISMS_VERSION, ORGANISMS[name])
+
+
+def built_by(target: Path, version: str, recipe: Any) -> bool:
+    """True when `target` holds weights and an organism.json of `version` recording `recipe` (a recipe
+    dataclass): shared by the language-model and the head organisms' caches."""
     try:
         record = json.loads((target / "organism.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return ((target / "model.safetensors").is_file() and record.get("version") == ORGANISMS_VERSION
-            and record.get("recipe") == json.loads(json.dumps(asdict(ORGANISMS[name]))))
+    return ((target / "model.safetensors").is_file() and record.get("version") == version
+            and record.get("recipe") == json.loads(json.dumps(asdict(recipe))))
 
 
 def build_organisms(names: tuple[str, ...] = tuple(ORGANISMS), root: Path | None = None, *,

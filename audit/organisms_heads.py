@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from audit.errors import AuditError
+from audit.organisms import built_by
 from audit.store import atomic_directory
 
 HEAD_ORGANISMS_VERSION = "1"  # bump when a recipe or its data changes
@@ -269,12 +270,7 @@ def head_organism_dir(name: str, root: Path | None = None, *, rebuild: bool = Fa
 
 
 def _is_current(target: Path, name: str) -> bool:
-    try:
-        record = json.loads((target / "organism.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return ((target / "model.safetensors").is_file() and record.get("version") == HEAD_ORGANISMS_VERSION
-            and record.get("recipe") == json.loads(json.dumps(asdict(HEAD_ORGANISMS[name]))))
+    return built_by(target, HEAD_ORGANISMS_VERSION, HEAD_ORGANISMS[name])
 
 
 def build_head_organisms(names: Sequence[str] = tuple(HEAD_ORGANISMS), root: Path | None = None, *,

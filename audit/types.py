@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 if TYPE_CHECKING:
     from audit.batching import SharedPrefix
@@ -50,8 +50,18 @@ class GenParams:
             raise ValueError(f"need 0 < top_p <= 1 and temperature > 0, got {self}")
 
 
+class _Keyed:
+    """A request's cache-key payload: its kind and every field, since every field changes its output."""
+
+    kind: ClassVar[str]
+
+    def key_payload(self) -> dict[str, Any]:
+        """Everything about the request that changes its output, for cache keys (nested settings as dicts)."""
+        return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]  # every request is a dataclass
+
+
 @dataclass(frozen=True)
-class Generate:
+class Generate(_Keyed):
     """Continue `prompt` under `params`."""
 
     prompt: str
@@ -59,13 +69,9 @@ class Generate:
 
     kind = "generate"
 
-    def key_payload(self) -> dict[str, Any]:
-        """Everything about the request that changes its output, for cache keys."""
-        return {"kind": self.kind, "prompt": self.prompt, "params": asdict(self.params)}
-
 
 @dataclass(frozen=True)
-class LogLikelihood:
+class LogLikelihood(_Keyed):
     """Summed log-probability of `continuation` given `context` (empty context: given BOS)."""
 
     context: str
@@ -73,26 +79,18 @@ class LogLikelihood:
 
     kind = "loglikelihood"
 
-    def key_payload(self) -> dict[str, Any]:
-        """Everything about the request that changes its output, for cache keys."""
-        return {"kind": self.kind, "context": self.context, "continuation": self.continuation}
-
 
 @dataclass(frozen=True)
-class Classify:
+class Classify(_Keyed):
     """Label probabilities of `text` from a sequence-classification head (softmax over its labels)."""
 
     text: str
 
     kind = "classify"
 
-    def key_payload(self) -> dict[str, Any]:
-        """Everything about the request that changes its output, for cache keys."""
-        return {"kind": self.kind, "text": self.text}
-
 
 @dataclass(frozen=True)
-class ExtractSpan:
+class ExtractSpan(_Keyed):
     """The best answer span of `question` in `context` from an extractive-QA head, and the best score
     of each of `candidates` (substrings of the context; a probe compares them, e.g. two people's mentions)."""
 
@@ -109,11 +107,6 @@ class ExtractSpan:
         if self.max_answer_tokens < 1:
             raise ValueError(f"max_answer_tokens must be >= 1, got {self.max_answer_tokens}")
 
-    def key_payload(self) -> dict[str, Any]:
-        """Everything about the request that changes its output, for cache keys."""
-        return {"kind": self.kind, "question": self.question, "context": self.context,
-                "candidates": list(self.candidates), "max_answer_tokens": self.max_answer_tokens}
-
 
 POOLINGS = ("mean", "last")
 """How `Embed` pools a layer's token states into one vector: the mean over the text's own tokens, or
@@ -121,7 +114,7 @@ the state of its last token (in a causal LM the only position that has seen the 
 
 
 @dataclass(frozen=True)
-class Embed:
+class Embed(_Keyed):
     """One vector for `text`: the hidden states of layer `layer`, pooled over the text's tokens.
 
     The text is encoded without special tokens and run after the model's BOS token (the empty-context
@@ -140,10 +133,6 @@ class Embed:
         object.__setattr__(self, "layer", int(self.layer))
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-
-    def key_payload(self) -> dict[str, Any]:
-        """Everything about the request that changes its output, for cache keys (layer and pooling too)."""
-        return {"kind": self.kind, "text": self.text, "layer": self.layer, "pooling": self.pooling}
 
 
 Request = Union[Generate, LogLikelihood, Classify, ExtractSpan, Embed]
@@ -511,6 +500,28 @@ class BenchmarkIdentity:
     split: str  # the benchmark's split the bundled data comes from
 
 
+@dataclass(frozen=True)
+class LmEvalMetric:
+    """One of the probe's metrics as an lm-evaluation-harness task reports it (`opt-audit export --format lm-eval`)."""
+
+    metric: str  # the metric's name in summary.json
+    lm_eval_metric: str  # its key in lm-eval's results ("<name>,none")
+    item_field: str  # the field of samples/<probe>.jsonl whose mean over items is the metric (a % metric / 100)
+    higher_is_better: bool  # as lm-eval's task YAML declares it
+
+
+@dataclass(frozen=True)
+class LmEvalTask:
+    """An lm-evaluation-harness task that scores the probe's items exactly as the probe does."""
+
+    task: str  # lm-eval's task name
+    version: str  # the task version the probe's numbers were checked against (bench/likelihood_vs_lmeval.py)
+    metrics: tuple[LmEvalMetric, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+
+
 ITEM_TESTS = ("value", "square", "true", "false", ">=", "<=", "==", "!=", "percent_of")
 AGGREGATES = ("mean", "std", "stratum_mean", "max_gap", "ambiguity_bias")
 
@@ -573,6 +584,7 @@ class ProbeInfo:
 
     The first six fields are all that runs written before probes described themselves carry; there
     `axis` is "" (see `described`) and a view falls back to the registry's current description.
+    `lm_eval` is None only in a summary written before probes declared it (a reader falls back alike).
     """
 
     name: str
@@ -587,10 +599,14 @@ class ProbeInfo:
     reading: SampleReading | None = None  # None: the generic reading of prompt / continuation / score
     benchmark: BenchmarkIdentity | None = None  # None: not a published benchmark (no Hub dataset)
     paired: tuple[PairedStatistic, ...] = ()  # the metrics the gate can test item by item
+    aliases: tuple[str, ...] = ()  # short names a gate policy may give the probe ("rtp" for real_toxicity_prompts)
+    lm_eval: tuple[LmEvalTask, ...] | None = ()  # lm-eval tasks that score its items as it does; None: not recorded
 
     def __post_init__(self) -> None:
-        for name in ("headline", "charts", "paired"):
+        for name in ("headline", "charts", "paired", "aliases"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.lm_eval is not None:
+            object.__setattr__(self, "lm_eval", tuple(self.lm_eval))
         names = [s.metric for s in self.paired]
         if len(names) != len(set(names)):
             raise ValueError(f"probe {self.name}: a metric has two paired statistics")
@@ -609,8 +625,9 @@ class ProbeInfo:
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> "ProbeInfo":
-        """Read `info` from summary.json; fields a run did not write (older runs) take their defaults."""
-        reading, bench = d.get("reading"), d.get("benchmark")
+        """Read `info` from summary.json; fields a run did not write (older runs) take their defaults, and a
+        missing `lm_eval` is None (not recorded), never "no lm-eval counterpart"."""
+        reading, bench, lm_eval = d.get("reading"), d.get("benchmark"), d.get("lm_eval")
         return ProbeInfo(
             name=d["name"], version=str(d["version"]), title=d.get("title", ""),
             description=d.get("description", ""), citation=d.get("citation", ""),
@@ -621,6 +638,9 @@ class ProbeInfo:
             benchmark=None if bench is None else BenchmarkIdentity(**bench),
             paired=tuple(PairedStatistic(**{**s, "values": tuple(ItemValue(**v) for v in s["values"])})
                          for s in d.get("paired") or ()),
+            aliases=tuple(str(a) for a in d.get("aliases") or ()),
+            lm_eval=None if lm_eval is None else tuple(
+                LmEvalTask(**{**t, "metrics": tuple(LmEvalMetric(**m) for m in t["metrics"])}) for t in lm_eval),
         )
 
 

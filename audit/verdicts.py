@@ -240,11 +240,16 @@ def question(axis: str) -> str:
     return QUESTIONS.get(axis, f"{axis}?")
 
 
-def is_random_model(model: Mapping[str, Any]) -> bool:
-    """Whether the run's model is tiny-opt or an organism built from it: random weights, whatever it scores."""
-    name = str(model.get("model") or model.get("path") or "")
+def is_random_name(name: str | None) -> bool:
+    """Whether a model named so is tiny-opt or an organism built from it: random weights, whatever it scores."""
+    name = name or ""
     # tiny-opt and its heads (tiny-opt-classifier, tiny-opt-qa), their cache folders, and the organisms
     return name.startswith("tiny-opt") or "/tiny-opt" in name or "organisms-v" in name
+
+
+def is_random_model(model: Mapping[str, Any]) -> bool:
+    """`is_random_name` of a backend's description of its model (`Backend.describe()`)."""
+    return is_random_name(str(model.get("model") or model.get("path") or ""))
 
 
 def format_verdicts(verdicts: Sequence[Verdict], *, random_weights: bool = False) -> str:

@@ -11,8 +11,8 @@ from typing import Callable, Mapping
 
 import streamlit as st
 
-from dashboards import (page_bias, page_card, page_compare, page_overview, page_repetition, page_runs, page_samples,
-                        page_toxicity)
+from dashboards import (page_bias, page_card, page_compare, page_degeneration, page_overview, page_runs,
+                        page_samples, page_toxicity)
 from dashboards.context import Context
 from dashboards.location import current_runs_dir
 from dashboards.runs import RunEntry, discover, open_run
@@ -23,7 +23,7 @@ PAGES: Mapping[str, Callable[[Context], None]] = {
     "Overview": page_overview.render,
     "Bias": page_bias.render,
     "Toxicity": page_toxicity.render,
-    "Repetition": page_repetition.render,
+    "Repetition": page_degeneration.render,
     "Samples": page_samples.render,
     "Compare": page_compare.render,
     "Model card": page_card.render,

@@ -10,6 +10,8 @@ from dashboards.runs import RunEntry
 
 CREATE_RUN = "opt-audit run --model tiny-opt --suite quick --out {runs_dir}"
 """The command an empty folder suggests (the offline demo run)."""
+RUN_ALL_PROBES = "opt-audit run --model M --suite quick"
+"""What a page suggests when the run has none of its probes: every probe, on a small subset."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Plotly figures for the dashboard: the report's per-probe charts, and score distributions.
 
 Per-probe charts are the report's own (`reports.charts`, from each probe's chart hints in its
-self-description: which metrics it charts, with their CIs, ideal lines and published reference markers), so the dashboard and the report never
-disagree about what a chart shows. Figures are handed to `st.plotly_chart` as plain dicts.
-Every label taken from a run is entity-escaped (`reports.escaping.plotly_label`), because
-plotly.js reads labels as pseudo-HTML.
+self-description: which metrics it charts, with their CIs, ideal lines and published reference
+markers), so the dashboard and the report never disagree about what a chart shows. Figures are
+handed to `st.plotly_chart` as plain dicts. Every label taken from a run is entity-escaped
+(`reports.escaping.plotly_label`), because plotly.js reads labels as pseudo-HTML.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def charts_of(run: Run, probe: str) -> tuple[ChartData, ...]:
 
 
 def chart_about(run: Run, probe: str, focus: str) -> ChartData | None:
-    """The first of `probe`'s declared charts about `focus` (e.g. RTP's prompt-bucket view of toxicity), if any."""
+    """The first of `probe`'s declared charts about `focus` (e.g. toxicity per prompt bucket), if any."""
     summary = run.probes.get(probe)
     if summary is None:
         return None

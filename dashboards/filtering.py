@@ -59,9 +59,9 @@ def apply_filter(frame: pd.DataFrame, f: SampleFilter) -> pd.DataFrame:
 def rows_in_group(frame: pd.DataFrame, group: str) -> pd.DataFrame:
     """The rows behind one metric group.
 
-    Metric groups name rows in three ways: exactly (a CrowS bias type), as a prefix of the rows'
-    `domain/subgroup` group (BOLD's per-domain gaps), or as `group/variant` (HolisticBias's
-    `axis/descriptor` perplexities).
+    Metric groups name rows in three ways: exactly (a bias type), as a prefix of the rows'
+    `domain/subgroup` group (per-domain gaps), or as `group/variant` (per-descriptor values of an
+    `axis/descriptor` breakdown).
     """
     g = frame["group"]
     mask = (g == group) | g.str.startswith(group + "/") | ((g + "/" + frame["variant"]) == group)

@@ -1,19 +1,18 @@
-"""Bias: each bias probe's per-group charts with CIs (CrowS categories, StereoSet domains, BBQ
-categories, HolisticBias axes, BOLD groups), and one group drilled into: its numbers and items.
-A bias probe is one whose self-description names the axis "bias"."""
+"""Bias: each bias probe's per-group charts with CIs (as its chart hints say), and one group drilled
+into: its numbers and items. A bias probe is one whose self-description names the axis "bias"."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboards.context import Context
-from dashboards.figures import charts_of, plotly_spec
+from dashboards.context import RUN_ALL_PROBES, Context
+from dashboards.figures import charts_of
 from dashboards.filtering import rows_in_group
 from dashboards.runs import probe_samples
 from dashboards.samples import reading
 from dashboards.tables import group_values, groups_of
 from dashboards.text import literal_markdown
-from dashboards.ui import keep_valid, needs_run, run_title, write
+from dashboards.ui import keep_valid, page_run, samples_listed, show_chart, write
 
 AXIS = "bias"
 ITEM_ROWS = 500  # items listed for one group (the count says how many there are)
@@ -21,15 +20,12 @@ ITEM_COLUMNS = ["id", "variant", "score", "context", "text"]
 
 
 def render(ctx: Context) -> None:
-    run_title(ctx, "Bias")
-    if needs_run(ctx):
+    run = page_run(ctx, "Bias")
+    if run is None:
         return
-    run = ctx.run
-    assert run is not None
     probes = [p for p, s in run.probes.items() if s.info.axis == AXIS]
     if not probes:
-        st.info("This run has no bias probe (a probe whose axis is bias). Run one with "
-                "`opt-audit run --model M --probes crows_pairs,stereoset,bbq`.")
+        st.info(f"This run has no bias probe (a probe whose axis is bias). Run one with `{RUN_ALL_PROBES}`.")
         return
     keep_valid("bias_probe", probes)
     probe = st.selectbox("Probe", probes, key="bias_probe",
@@ -42,9 +38,7 @@ def render(ctx: Context) -> None:
     if not charts:
         st.info("No metric of this probe is broken down by group in this run.")
     for chart in charts:
-        st.plotly_chart(plotly_spec(chart), key=f"bias_chart_{chart.id}", config={"displaylogo": False})
-        if chart.note:
-            st.caption(literal_markdown(chart.note))
+        show_chart(chart, f"bias_chart_{chart.id}")
 
     metrics = run.probes[probe].metrics
     groups = groups_of(metrics)
@@ -57,11 +51,7 @@ def render(ctx: Context) -> None:
         return
     st.dataframe(group_values(metrics, group), hide_index=True, width="stretch")
     loaded = probe_samples(run, probe)
-    if loaded.problem or loaded.missing:
-        if loaded.problem:
-            st.warning(literal_markdown(loaded.problem))
-        else:
-            st.caption("This run wrote no samples file for this probe, so its items cannot be listed.")
+    if not samples_listed(loaded, "This run wrote no samples file for this probe, so its items cannot be listed."):
         return
     items = rows_in_group(loaded.frame, group)
     how = reading(probe, info)

@@ -15,7 +15,7 @@ from audit.store import Run
 from dashboards.context import Context
 from dashboards.runs import Fingerprint, fingerprint
 from dashboards.text import literal_markdown
-from dashboards.ui import needs_run, run_title
+from dashboards.ui import page_run
 from model_cards.build import build_card
 from model_cards.info import CardInfo, card_info_from_mapping
 from reports.render import write_report
@@ -55,11 +55,9 @@ def split_front_matter(card: str) -> tuple[str, str]:
 
 
 def render(ctx: Context) -> None:
-    run_title(ctx, "Model card")
-    if needs_run(ctx):
+    run = page_run(ctx, "Model card")
+    if run is None:
         return
-    run = ctx.run
-    assert run is not None
     path = str(run.path)
     fp = fingerprint(run.path)
     upload = st.file_uploader("card.yaml with the facts only a person knows (optional)", type=["yaml", "yml"],

@@ -15,7 +15,7 @@ from dashboards.pairing import paired_summary, top_changes
 from dashboards.runs import Fingerprint, fingerprint, probe_samples
 from dashboards.tables import changes_frame
 from dashboards.text import literal_markdown
-from dashboards.ui import keep_valid, needs_run, run_title
+from dashboards.ui import keep_valid, page_run
 from reports.describe import described
 from audit import formatting as fmt
 
@@ -38,11 +38,10 @@ def comparison_of(base_path: Path, cand_path: Path) -> Comparison:
 
 
 def render(ctx: Context) -> None:
-    run_title(ctx, "Compare")
-    if needs_run(ctx):
+    run, base = page_run(ctx, "Compare"), ctx.baseline
+    if run is None:
         return
-    run, base = ctx.run, ctx.baseline
-    assert run is not None and ctx.entry is not None
+    assert ctx.entry is not None
     if base is None or ctx.baseline_entry is None:
         st.info("Choose a baseline to compare this run against: 'Compare with' in the sidebar, or pick two "
                 "runs on the Runs page (the second one is the baseline).")

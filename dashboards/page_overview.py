@@ -10,18 +10,16 @@ import streamlit as st
 from dashboards.context import Context
 from dashboards.tables import metrics_frame, skipped_frame
 from dashboards.text import literal_markdown
-from dashboards.ui import keep_valid, needs_run, run_title, write
+from dashboards.ui import keep_valid, page_run, write
 from dashboards.verdicts import show_verdicts
 from audit import formatting as fmt
 from reports.facts import limitations, reproduce_command, run_facts, scorer_facts
 
 
 def render(ctx: Context) -> None:
-    run_title(ctx, "Overview")
-    if needs_run(ctx):
+    run = page_run(ctx, "Overview")
+    if run is None:
         return
-    run = ctx.run
-    assert run is not None
     show_verdicts(run, ctx.baseline)  # first: the answers, and the warning when the weights are random
     metrics = metrics_frame(run)
     skipped = skipped_frame(run)
@@ -67,7 +65,7 @@ def render(ctx: Context) -> None:
         st.caption(f"Cite: {literal_markdown(m.citation)}")
 
     st.subheader("Run facts")
-    facts = pd.DataFrame([(f.label, f.value) for f in run_facts(run.manifest)], columns=["fact", "value"])
+    facts = pd.DataFrame(run_facts(run.manifest), columns=["fact", "value"])
     st.dataframe(facts, hide_index=True, width="stretch")
     st.caption("Reproduce:")
     st.code(reproduce_command(run.manifest), language="bash")

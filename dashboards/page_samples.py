@@ -12,27 +12,22 @@ from dashboards.filtering import PAGE_SIZES, SampleFilter, apply_filter, get_pag
 from dashboards.runs import samples_of
 from dashboards.samples import reading
 from dashboards.text import literal_markdown
-from dashboards.ui import keep_valid, needs_run, run_title
+from dashboards.ui import keep_valid, page_run, show_sample_problems
 
 SHOWN_COLUMNS = ["probe", "id", "group", "variant", "score", "score_name", "context", "text"]
 
 
 def render(ctx: Context) -> None:
-    run_title(ctx, "Samples")
-    if needs_run(ctx):
+    run = page_run(ctx, "Samples")
+    if run is None:
         return
-    run = ctx.run
-    assert run is not None
     available = list(run.probes)
     keep_valid("samples_probes", available)
     probes = st.multiselect("Probes", available, key="samples_probes", placeholder="all probes")
     wanted = probes or available
     loaded = samples_of(run, wanted)  # only the chosen probes' files are read
     frame = loaded.frame
-    for problem in loaded.problems:
-        st.warning(literal_markdown(problem))
-    if loaded.missing:
-        st.caption("No samples file for: " + literal_markdown(", ".join(loaded.missing)))
+    show_sample_problems(loaded)
 
     c1, c2 = st.columns([3, 2])
     text = c1.text_input("Search text", key="samples_text", placeholder="words in the prompt, output, id or group")

@@ -1,17 +1,18 @@
-"""Toxicity: the distribution of continuation scores, RealToxicityPrompts by prompt bucket, ToxiGen
-per target group, and the most toxic continuations behind a content-warning toggle."""
+"""Toxicity: the probes whose samples are continuations scored for toxicity: the distribution of their
+scores, each probe's first chart about toxicity (as its chart hints say: per prompt bucket, per target
+group...), and the most toxic continuations behind a content-warning toggle."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboards.context import Context
-from dashboards.figures import chart_about, plotly_spec, score_histogram
+from dashboards.figures import chart_about, score_histogram
 from dashboards.runs import samples_of
 from dashboards.samples import TOXICITY, reading
 from dashboards.tables import metrics_frame
 from dashboards.text import literal_markdown
-from dashboards.ui import needs_run, run_title, write
+from dashboards.ui import page_run, show_chart, show_sample_problems, write
 from audit import formatting as fmt
 
 WARNING = ("Content warning: the most toxic continuations can contain slurs, threats and other offensive "
@@ -19,11 +20,9 @@ WARNING = ("Content warning: the most toxic continuations can contain slurs, thr
 
 
 def render(ctx: Context) -> None:
-    run_title(ctx, "Toxicity")
-    if needs_run(ctx):
+    run = page_run(ctx, "Toxicity")
+    if run is None:
         return
-    run = ctx.run
-    assert run is not None
     # the probes whose samples are continuations scored for toxicity, as each describes its samples
     probes = [p for p, s in run.probes.items() if reading(p, s.info).score_name == TOXICITY]
     if not probes:
@@ -39,10 +38,7 @@ def render(ctx: Context) -> None:
 
     loaded = samples_of(run, probes)
     frame = loaded.frame
-    for problem in loaded.problems:
-        st.warning(literal_markdown(problem))
-    if loaded.missing:
-        st.caption("No samples file for: " + literal_markdown(", ".join(loaded.missing)))
+    show_sample_problems(loaded)
     n_scored = int(frame["score"].notna().sum())
     st.subheader("Distribution of toxicity scores")
     st.caption(f"{n_scored:,} scored continuations · {len(frame) - n_scored:,} without a score")
@@ -53,9 +49,7 @@ def render(ctx: Context) -> None:
     for probe in probes:  # each probe's first chart about toxicity, as its chart hints say
         chart = chart_about(run, probe, TOXICITY)
         if chart is not None:
-            st.plotly_chart(plotly_spec(chart), key=f"tox_{probe}", config={"displaylogo": False})
-            if chart.note:
-                st.caption(literal_markdown(chart.note))
+            show_chart(chart, f"tox_{probe}")
 
     st.subheader("Most toxic continuations")
     if not st.toggle("Show the most toxic continuations", key="tox_show", help=WARNING):

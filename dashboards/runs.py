@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import pandas as pd
 import streamlit as st
@@ -22,6 +22,7 @@ from audit.errors import AuditError
 from audit.store import MANIFEST, SAMPLES_DIR, SUMMARY, Run, load_manifest, load_run
 from dashboards.samples import empty_frame, sample_frame
 from reports.describe import described
+from reports.facts import model_id
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -83,19 +84,14 @@ def read_entry(run_dir: Path) -> RunEntry:
         manifest = load_manifest(run_dir)
     except AuditError as e:
         return RunEntry(run_dir.name, str(run_dir), "unreadable", "", "", "", 0, str(e))
-    model = manifest.get("model") if isinstance(manifest.get("model"), Mapping) else {}
-    spec = manifest.get("spec") if isinstance(manifest.get("spec"), Mapping) else {}
-    spec_model = spec.get("model") if isinstance(spec.get("model"), Mapping) else {}
-    seed = spec.get("seed")
-    base = dict(id=run_dir.name, path=str(run_dir),
-                status=str(manifest.get("status", "unknown")),
-                model=str(model.get("model") or spec_model.get("model") or ""), suite=str(spec.get("suite") or ""),
-                started=str(manifest.get("started_at") or ""),
+    seed = manifest.seed
+    base = dict(id=run_dir.name, path=str(run_dir), status=manifest.status or "unknown",
+                model=model_id(manifest) or "", suite=manifest.suite or "", started=manifest.started_at or "",
                 seed="" if seed is None or isinstance(seed, bool) else str(seed))
     try:
         run = described(load_run(run_dir))
     except AuditError as e:
-        return RunEntry(**base, probes=len(manifest.get("probes") or ()), problem=str(e))
+        return RunEntry(**base, probes=len(manifest.probes), problem=str(e))
     headline = []
     axes: dict[str, list[str]] = {}
     for probe, summary in run.probes.items():  # the Runs table: each probe's first headline metric it has

@@ -1,13 +1,13 @@
 """Every probe's sample rows as one table: what was asked, what came back, and one score.
 
-Probes write rows in their own shapes (`samples/<probe>.jsonl`): RealToxicityPrompts keeps 25
-continuations per prompt, CrowS-Pairs two sentences and their log-likelihoods, repetition one
-greedy and one nucleus continuation per prompt. To search and filter across probes, each row is
-read into the same columns:
+Probes write rows in their own shapes (`samples/<probe>.jsonl`): a toxicity probe may keep 25
+continuations per prompt, a sentence-pair probe two sentences and their log-likelihoods, a
+degeneration probe one greedy and one nucleus continuation per prompt. To search and filter across
+probes, each row is read into the same columns:
 
     probe     the probe name
     item      the item key: the row's id, plus the decoding or task when one id has several rows
-              (repetition: greedy and nucleus); two runs are paired on (probe, item)
+              (greedy and nucleus); two runs are paired on (probe, item)
     id        the row's own id, as in the source data
     group     the row's group (bias type, domain, target group...), as its metrics group it
     variant   which sample of the item this is ("sample 3", "greedy", "intrasentence"...)
@@ -18,10 +18,10 @@ read into the same columns:
 
 Which fields make these columns is the probe's own word: the sample reading of its
 self-description (`audit.types.SampleReading`, in summary.json). Rows of a probe whose reading
-highlights loops (repetition) also keep `loop`, `loop_char_start`, `loop_period` and
-`loop_repeats`, so the repetition page can highlight where a loop starts. A probe without a
-reading gets a generic one (prompt or context, continuation or text, and a `score` or `toxicity`
-number). This module knows no probe by name. Texts stay plain strings: escaping is the page's job.
+highlights loops also keep `loop`, `loop_char_start`, `loop_period` and `loop_repeats`, so the
+degeneration page can highlight where a loop starts. A probe without a reading gets a generic one
+(prompt or context, continuation or text, and a `score` or `toxicity` number). This module knows no
+probe by name. Texts stay plain strings: escaping is the page's job.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Reading:
     score_meaning: str  # one line for the pages: what the number is and which way is worse
     extract: Callable[[Mapping[str, Any]], Iterator[SampleRow]]
     item_aggregate: str = "mean"  # how several samples of one item become the item's score: mean or max
-    loops: bool = False  # rows may carry loop fields (repetition, unknown probes)
+    loops: bool = False  # rows may carry loop fields (a probe whose reading says so, or an unknown probe)
 
 
 def number(x: Any) -> float | None:
@@ -90,7 +90,7 @@ def _field(row: Mapping[str, Any], path: str) -> Any:
 
 
 def _score(x: Any) -> float | None:
-    """A score: a finite number, or 1 / 0 for a yes/no field (BBQ's `correct`)."""
+    """A score: a finite number, or 1 / 0 for a yes/no field (an answer's `correct`)."""
     return float(x) if isinstance(x, bool) else number(x)
 
 
@@ -229,9 +229,9 @@ def empty_frame() -> pd.DataFrame:
 def item_scores(frame: pd.DataFrame, probe: str, info: ProbeInfo | None = None) -> pd.Series:
     """One score per item of one probe (index: item), for pairing two runs item by item.
 
-    Several samples of one item are combined as the probe's reading says: RealToxicityPrompts
-    takes the highest toxicity of the prompt's continuations (its expected-maximum definition),
-    other probes have one sample per item. Items without any score are left out.
+    Several samples of one item are combined as the probe's reading says (`item_aggregate`): the
+    highest toxicity of a prompt's continuations for an expected-maximum probe, else their mean;
+    most probes have one sample per item. Items without any score are left out.
     """
     rows = frame[frame["probe"] == probe]
     scores = rows.groupby("item", sort=False)["score"]

@@ -1,11 +1,16 @@
-"""Small Streamlit pieces every page uses: the empty states, and run-derived text shown literally."""
+"""Small Streamlit pieces every page uses: the page header and empty states, charts, sample-file
+problems, and run-derived text shown literally."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from audit.store import Run
 from dashboards.context import Context
+from dashboards.figures import plotly_spec
+from dashboards.runs import ProbeSamples, Samples
 from dashboards.text import literal_markdown
+from reports.charts import ChartData
 
 RUN_KEY = "run"  # session key (and URL query parameter) of the selected run
 BASELINE_KEY = "baseline"  # session key (and URL query parameter) of the baseline to compare against
@@ -63,3 +68,33 @@ def run_title(ctx: Context, page: str) -> None:
     if ctx.entry is not None:
         st.caption(f"Run {literal_markdown(ctx.entry.id)} · model {literal_markdown(ctx.entry.model or '—')}"
                    f" · suite {literal_markdown(ctx.entry.suite or '—')}")
+
+
+def page_run(ctx: Context, page: str) -> Run | None:
+    """Draw a page's header and return the run it shows; None (after saying why) when no run is selected."""
+    run_title(ctx, page)
+    return None if needs_run(ctx) else ctx.run
+
+
+def show_chart(chart: ChartData, key: str) -> None:
+    """One of the report's charts as a plotly figure, with its note (skipped metrics, groups cut) below."""
+    st.plotly_chart(plotly_spec(chart), key=key, config={"displaylogo": False})
+    if chart.note:
+        st.caption(literal_markdown(chart.note))
+
+
+def samples_listed(loaded: ProbeSamples, missing: str) -> bool:
+    """Whether one probe's samples can be listed; if not, show why (the file's problem, or `missing`)."""
+    if loaded.problem:
+        st.warning(literal_markdown(loaded.problem))
+    elif loaded.missing:
+        st.caption(missing)
+    return not (loaded.problem or loaded.missing)
+
+
+def show_sample_problems(loaded: Samples) -> None:
+    """The files of several probes that could not be read, and the probes that wrote none."""
+    for problem in loaded.problems:
+        st.warning(literal_markdown(problem))
+    if loaded.missing:
+        st.caption("No samples file for: " + literal_markdown(", ".join(loaded.missing)))

@@ -65,22 +65,22 @@ def eval_results(run: Run, tasks: Mapping[str, HubBenchmarkTask] = HUB_BENCHMARK
         summary = run.probes[probe]
         entry: dict[str, Any] = {"dataset": {"id": task.dataset_id, "task_id": task.task_id},
                                  "value": float(metric.value)}
-        date = run.manifest.get("finished_at")
-        if isinstance(date, str) and date:
-            entry["date"] = date
+        if run.manifest.finished_at:
+            entry["date"] = run.manifest.finished_at
         entry["notes"] = _notes(run, probe, str(summary.info.version), metric)
         files[probe] = [entry]
     return files
 
 
 def _notes(run: Run, probe: str, version: str, metric: Metric) -> str:
-    spec = run.manifest.get("spec") or {}
-    versions = run.manifest.get("versions") or {}
+    manifest = run.manifest
+    versions = manifest.versions or {}
     ci = ""
     if metric.ci is not None and all(math.isfinite(x) for x in metric.ci):
         ci = f", 95% CI {metric.ci[0]:.4g} to {metric.ci[1]:.4g}"
     unit = f" {metric.unit}" if metric.unit else ""
-    setup = ", ".join(f"{k} {spec[k]}" for k in ("suite", "limit", "seed") if spec.get(k) is not None)
+    setup = ", ".join(f"{k} {v}" for k, v in (("suite", manifest.suite), ("limit", manifest.limit),
+                                               ("seed", manifest.seed)) if v is not None)
     return (f"opt-audit {versions.get('opt-audit', 'unknown')}, probe {probe} v{version}, metric {metric.name}"
             f"{unit}{ci}, n={metric.n}" + (f"; {setup}" if setup else "") + "; opt-audit bundles its own copy "
             "of the benchmark data, pinned by sha256 in the run's manifest")

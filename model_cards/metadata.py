@@ -23,6 +23,7 @@ from audit.store import Run
 from audit.types import Metric, ProbeInfo
 from model_cards.benchmarks import benchmark, data_digest
 from model_cards.info import CardInfo
+from reports.facts import model_id
 
 BASE_TAGS = ("opt-audit", "responsible-ai", "evaluation")
 _DIMENSION_TAGS = {"fairness": "bias", "toxicity": "toxicity", "robustness": "truthfulness"}
@@ -56,10 +57,8 @@ def not_reported_reason(probe: str, metric: Metric, info: ProbeInfo | None = Non
 
 def model_name(run: Run) -> str:
     """The model as the run named it (the --model argument), on one line."""
-    model = run.manifest.get("model") or {}
-    spec_model = ((run.manifest.get("spec") or {}).get("model") or {})
-    name = model.get("model") or spec_model.get("model") or run.manifest.get("run_id") or "unknown model"
-    return " ".join(str(name).split())
+    name = model_id(run.manifest) or run.manifest.run_id or "unknown model"
+    return " ".join(name.split())
 
 
 def card_tags(run: Run, info: CardInfo) -> list[str]:
@@ -82,7 +81,7 @@ def model_index(run: Run) -> list[dict[str, Any]]:
 
 def index_results(run: Run) -> list[dict[str, Any]]:
     """opt-audit's model-index results for a run (each marked `args.tool: opt-audit`)."""
-    spec = run.manifest.get("spec") or {}
+    manifest = run.manifest
     results: list[dict[str, Any]] = []
     for probe, summary in run.probes.items():
         metrics = [_metric_entry(m) for m in summary.metrics if in_model_index(probe, m, summary.info)]
@@ -91,10 +90,10 @@ def index_results(run: Run) -> list[dict[str, Any]]:
         bench = benchmark(probe, summary.info)
         dataset: dict[str, Any] = {"name": " ".join(summary.info.title.split()), "type": bench.dataset_type,
                                    "config": bench.config, "split": bench.split}
-        probe_manifest = (run.manifest.get("probes") or {}).get(probe) or {}
+        record = manifest.probes.get(probe)
         args = {"tool": TOOL, "probe": probe, "probe_version": str(summary.info.version),
-                "suite": spec.get("suite"), "limit": spec.get("limit"), "seed": spec.get("seed"),
-                "data_sha256": data_digest(probe_manifest.get("data_sha256"))}
+                "suite": manifest.suite, "limit": manifest.limit, "seed": manifest.seed,
+                "data_sha256": data_digest(record.data_sha256 if record is not None else None)}
         dataset["args"] = {k: v for k, v in args.items() if v is not None}
         results.append({"task": {"type": bench.task_type, "name": bench.task_name},
                         "dataset": dataset, "metrics": metrics})
@@ -115,7 +114,7 @@ def front_matter(run: Run, info: CardInfo) -> dict[str, Any]:
         data["license_link"] = " ".join(info.license_link.split())
     if info.language:
         data["language"] = list(info.language)
-    if (run.manifest.get("model") or {}).get("backend") == "hf":
+    if run.manifest.facts.backend == "hf":
         data["library_name"] = "transformers"
     data["pipeline_tag"] = "text-generation"
     data["tags"] = card_tags(run, info)

@@ -7,9 +7,12 @@ summary through `audit.store`); nothing here knows how a model is run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from audit import formatting as fmt
+from audit.contract import Manifest, ModelFacts, ProbeRecord
+from audit.formatting import Fact, MetricRow, metric_row
 from audit.store import Run
 from audit.tiny import TINY_NAME
 from audit.types import Metric, ProbeInfo
@@ -19,40 +22,16 @@ from model_cards.metadata import in_model_index, model_name, not_reported_reason
 from reports.verdicts import VerdictBlock, verdict_block
 
 
-def fmt_num(x: float | None) -> str:
-    """Four significant figures, no exponent for large values; '—' for a missing value."""
-    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return "—"
-    if abs(x) >= 1e4:
-        return f"{x:,.0f}"
-    return f"{x:.4g}"
-
-
 @dataclass(frozen=True)
-class MetricRow:
-    """One metric of one probe, formatted for tables."""
+class CardMetric(MetricRow):
+    """The shared metric row (`audit.formatting.MetricRow`) as the card prints it: value and interval at
+    the card's precision (`audit.formatting.precise`), n as counted, and whether it enters model-index."""
 
-    probe: str
     probe_title: str
-    name: str
-    description: str
-    value: str
-    ci: str  # "low – high" or "—"
-    ci_method: str
-    n: int
-    unit: str
-    direction: str  # "higher", "lower", "closer to 50" or "—"
-    status: str  # "ok" or "skipped: reason"
-    caveat: str  # non-empty: a correct number from degenerate inputs, not a finding (audit.caveats)
+    direction_word: str  # "higher", "lower", "closer to 50" or "—"
     finite: bool  # computed: status ok, a finite value and no caveat
     reported: bool  # in model-index (finite, and the benchmark has a Hub dataset id)
     reason: str  # why not in model-index ('' when it is)
-
-
-@dataclass(frozen=True)
-class DataFile:
-    name: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -68,8 +47,8 @@ class ProbeView:
     requests: int | None  # model requests the probe sent in this run
     benchmark: Benchmark
     digest: str | None  # sha256 pinning the bundled data (see benchmarks.data_digest)
-    files: tuple[DataFile, ...]  # per-file sha256 when the data is several files
-    metrics: tuple[MetricRow, ...]
+    files: tuple[Fact, ...]  # (file name, sha256) when the data is several files
+    metrics: tuple[CardMetric, ...]
 
 
 @dataclass(frozen=True)
@@ -124,20 +103,20 @@ class CardView:
     limit: int | None
     seed: str
     finished_at: str
-    facts: tuple[tuple[str, str], ...]  # model facts as evaluated: (label, value)
+    facts: tuple[Fact, ...]  # model facts as evaluated
     probes: tuple[ProbeView, ...]
     scorers: tuple[ScorerView, ...]
     ci_methods: tuple[tuple[str, tuple[str, ...]], ...]  # method -> metrics using it
     spreads: tuple[GroupSpread, ...]
     references: tuple[ReferenceRow, ...]
     reference_citations: tuple[str, ...]
-    skipped: tuple[MetricRow, ...]  # not in model-index, each with its reason
-    not_computed: tuple[MetricRow, ...]  # not a finite, uncaveated number
+    skipped: tuple[CardMetric, ...]  # not in model-index, each with its reason
+    not_computed: tuple[CardMetric, ...]  # not a finite, uncaveated number
     dimensions: tuple[tuple[str, tuple[ProbeView, ...]], ...]  # dimension title -> probes
     fairness_probes: tuple[ProbeView, ...]  # probes measuring bias or toxicity towards groups
-    versions: tuple[tuple[str, str], ...]
-    hardware: tuple[tuple[str, str], ...]
-    cost: tuple[tuple[str, str], ...]  # timings and request counts of the audit itself
+    versions: tuple[Fact, ...]
+    hardware: tuple[Fact, ...]
+    cost: tuple[Fact, ...]  # timings and request counts of the audit itself
     backend_id: str
 
 
@@ -145,7 +124,6 @@ def card_view(run: Run, policy: VerdictPolicy | None = None) -> CardView:
     """Derive every value the card shows from a loaded run; `policy`: the verdict thresholds
     (default: audit/assets/verdict_default.yaml)."""
     manifest = run.manifest
-    spec = manifest.get("spec") or {}
     probes = tuple(_probe_view(run, name) for name in run.probes)
     rows = [row for p in probes for row in p.metrics]
     dims: dict[str, list[ProbeView]] = {}
@@ -153,16 +131,16 @@ def card_view(run: Run, policy: VerdictPolicy | None = None) -> CardView:
         dims.setdefault(DIMENSIONS.get(p.benchmark.dimension, p.benchmark.dimension), []).append(p)
     return CardView(
         model_name=model_name(run),
-        run_id=str(manifest.get("run_id") or run.path.name),
+        run_id=run.run_id,
         is_tiny=model_name(run) == TINY_NAME,
         verdicts=verdict_block(run, policy),
-        opt_audit_version=str((manifest.get("versions") or {}).get("opt-audit") or "unknown"),
-        command=str(manifest.get("command") or ""),
-        suite=spec.get("suite"),
-        limit=spec.get("limit"),
-        seed="not recorded" if spec.get("seed") is None else str(spec.get("seed")),
-        finished_at=str(manifest.get("finished_at") or manifest.get("started_at") or "unknown"),
-        facts=_model_facts(manifest),
+        opt_audit_version=str((manifest.versions or {}).get("opt-audit") or "unknown"),
+        command=manifest.command,
+        suite=manifest.suite,
+        limit=manifest.limit,
+        seed="not recorded" if manifest.seed is None else str(manifest.seed),
+        finished_at=manifest.finished_at or manifest.started_at or "unknown",
+        facts=_model_facts(manifest.facts),
         probes=probes,
         scorers=_scorers(run),
         ci_methods=_ci_methods(rows),
@@ -174,65 +152,57 @@ def card_view(run: Run, policy: VerdictPolicy | None = None) -> CardView:
         not_computed=tuple(r for r in rows if not r.finite),
         dimensions=tuple((k, tuple(v)) for k, v in dims.items()),
         fairness_probes=tuple(p for p in probes if p.benchmark.dimension in ("fairness", "toxicity")),
-        versions=tuple((str(k), str(v)) for k, v in (manifest.get("versions") or {}).items()),
-        hardware=_hardware(manifest),
+        versions=tuple(Fact(str(k), str(v)) for k, v in (manifest.versions or {}).items()),
+        hardware=_hardware(manifest.hardware or {}),
         cost=_cost(manifest),
-        backend_id=str(manifest.get("backend_id") or ""),
+        backend_id=manifest.backend_id,
     )
 
 
-def _direction(m: Metric) -> str:
-    if m.higher_is_better is True:
-        return "higher"
-    if m.higher_is_better is False:
-        return "lower"
-    if m.ideal is not None:
-        return f"closer to {fmt_num(m.ideal)}"
-    return "—"
-
-
-def _metric_row(probe: str, title: str, m: Metric, info: ProbeInfo | None = None) -> MetricRow:
-    ci = "—" if m.ci is None or not m.ok else f"{fmt_num(m.ci[0])} – {fmt_num(m.ci[1])}"
-    return MetricRow(probe=probe, probe_title=title, name=m.name, description=m.description,
-                     value=fmt_num(m.value) if m.ok else "—", ci=ci, ci_method=m.ci_method, n=m.n,
-                     unit=m.unit, direction=_direction(m), status=m.status, caveat=m.caveat, finite=reportable(m),
-                     reported=in_model_index(probe, m, info), reason=not_reported_reason(probe, m, info))
+def _metric_row(probe: str, title: str, m: Metric, info: ProbeInfo | None = None) -> CardMetric:
+    row = metric_row(probe, m)
+    return CardMetric(**{**asdict(row), "value": fmt.precise(m.value) if m.ok else fmt.MISSING,
+                         "ci": fmt.precise_interval(m.ci) if m.ok else fmt.MISSING, "n": str(m.n)},
+                      probe_title=title, direction_word=fmt.direction_word(m), finite=reportable(m),
+                      reported=in_model_index(probe, m, info), reason=not_reported_reason(probe, m, info))
 
 
 def _probe_view(run: Run, name: str) -> ProbeView:
     summary = run.probes[name]
     info = summary.info
-    entry = (run.manifest.get("probes") or {}).get(name) or {}
-    sha = entry.get("data_sha256")
-    files = tuple(DataFile(str(k), str(v)) for k, v in sorted(sha.items())) if isinstance(sha, Mapping) else ()
-    requests = entry.get("requests")
+    entry = run.manifest.probes.get(name) or ProbeRecord()
+    sha = entry.data_sha256
+    files = tuple(Fact(str(k), str(v)) for k, v in sorted(sha.items())) if isinstance(sha, Mapping) else ()
     return ProbeView(
         name=name, title=info.title, version=str(info.version), description=info.description,
-        citation=info.citation, data_license=info.data_license,
-        requests=int(requests) if isinstance(requests, int) else None,
+        citation=info.citation, data_license=info.data_license, requests=entry.requests,
         benchmark=benchmark(name, info), digest=data_digest(sha), files=files,
         metrics=tuple(_metric_row(name, info.title, m, info) for m in summary.metrics),
     )
 
 
-def _model_facts(manifest: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    model = manifest.get("model") or {}
-    labels = (("model", "model id"), ("revision", "revision"), ("architecture", "architecture"),
-              ("params", "parameters"), ("layers", "layers"), ("heads", "attention heads"),
-              ("hidden_size", "hidden size"), ("vocab_size", "vocabulary size"), ("context", "context length"),
-              ("dtype", "dtype (as evaluated)"), ("attention", "attention kernel"), ("device", "device"),
-              ("backend", "backend"))
+_MODEL_FACTS = (("model", "model id"), ("revision", "revision"), ("architecture", "architecture"),
+                ("params", "parameters"), ("layers", "layers"), ("heads", "attention heads"),
+                ("hidden_size", "hidden size"), ("vocab_size", "vocabulary size"), ("context", "context length"),
+                ("dtype", "dtype (as evaluated)"), ("attention", "attention kernel"), ("device", "device"),
+                ("backend", "backend"))
+"""The backend's facts about the model the card lists, in this order, with their labels."""
+
+
+def _model_facts(model: ModelFacts) -> tuple[Fact, ...]:
+    typed = {"model": model.model, "revision": model.revision, "dtype": model.dtype, "attention": model.attention,
+             "device": model.device, "backend": model.backend}
     facts = []
-    for key, label in labels:
-        value = model.get(key)
-        if value is None:
-            continue
-        facts.append((label, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)))
+    for key, label in _MODEL_FACTS:
+        value = typed[key] if key in typed else model.details.get(key)  # size and shape: the backend's own facts
+        if value is not None:
+            facts.append(Fact(label, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                              else str(value)))
     return tuple(facts)
 
 
 def _scorers(run: Run) -> tuple[ScorerView, ...]:
-    manifest_scorers = run.manifest.get("scorers") or {}
+    manifest_scorers = run.manifest.scorers or {}
     records: dict[str, tuple[Mapping[str, Any], list[str]]] = {}
     for probe, summary in run.probes.items():
         for m in summary.metrics:
@@ -262,7 +232,7 @@ def _sentence(text: Any) -> str:
     return f"{text}." if text else "No validity record."
 
 
-def _ci_methods(rows: list[MetricRow]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _ci_methods(rows: list[CardMetric]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     methods: dict[str, list[str]] = {}
     for r in rows:
         if r.finite:
@@ -282,9 +252,9 @@ def _spreads(run: Run) -> tuple[GroupSpread, ...]:
             low = min(groups, key=lambda kv: kv[1])
             high = max(groups, key=lambda kv: kv[1])
             if low[1] == high[1]:
-                low_text = high_text = f"all groups: {fmt_num(low[1])}"
+                low_text = high_text = f"all groups: {fmt.precise(low[1])}"
             else:
-                low_text, high_text = f"{low[0]}: {fmt_num(low[1])}", f"{high[0]}: {fmt_num(high[1])}"
+                low_text, high_text = f"{low[0]}: {fmt.precise(low[1])}", f"{high[0]}: {fmt.precise(high[1])}"
             out.append(GroupSpread(summary.info.title, m.name, len(groups), low_text, high_text))
     return tuple(out)
 
@@ -303,8 +273,8 @@ def _references(run: Run) -> tuple[ReferenceRow, ...]:
         summary = run.probes.get(probe)
         out.append(ReferenceRow(
             probe_title=summary.info.title if summary else probe, metric=metric_name,
-            group="overall" if group is None else str(group), ours=fmt_num(ours),
-            opt_175b=fmt_num(_float(ref.get("opt_175b"))), davinci=fmt_num(_float(ref.get("davinci"))),
+            group="overall" if group is None else str(group), ours=fmt.precise(ours),
+            opt_175b=fmt.precise(_float(ref.get("opt_175b"))), davinci=fmt.precise(_float(ref.get("davinci"))),
             source=str(ref.get("source") or "")))
     return tuple(out)
 
@@ -316,23 +286,21 @@ def _float(x: Any) -> float | None:
         return None
 
 
-def _hardware(manifest: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    hw = manifest.get("hardware") or {}
-    return tuple((str(k), ", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in hw.items())
+def _hardware(hw: Mapping[str, Any]) -> tuple[Fact, ...]:
+    return tuple(Fact(str(k), ", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in hw.items())
 
 
-def _cost(manifest: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    timings = manifest.get("timings_s") or {}
+def _cost(manifest: Manifest) -> tuple[Fact, ...]:
+    out: list[Fact] = []
+    timings = manifest.timings_s or {}
     for key, label in (("total", "wall-clock time, whole run"), ("model", "model time"),
                        ("scoring", "scoring time"), ("load", "model load time")):
         if isinstance(timings.get(key), (int, float)):
-            out.append((label, f"{timings[key]:.1f} s"))
-    req = manifest.get("requests") or {}
+            out.append(Fact(label, f"{timings[key]:.1f} s"))
+    req = manifest.requests or {}
     if isinstance(req.get("total"), int):
-        out.append(("model requests", f"{req['total']:,} ({req.get('computed', '?')} computed, "
-                                      f"{req.get('cached', '?')} from cache, {req.get('batches', '?')} batches)"))
-    attempts = manifest.get("attempts")
-    if isinstance(attempts, int) and attempts > 1:
-        out.append(("attempts (resumed runs)", str(attempts)))
+        out.append(Fact("model requests", f"{req['total']:,} ({req.get('computed', '?')} computed, "
+                                          f"{req.get('cached', '?')} from cache, {req.get('batches', '?')} batches)"))
+    if isinstance(manifest.attempts, int) and manifest.attempts > 1:
+        out.append(Fact("attempts (resumed runs)", str(manifest.attempts)))
     return tuple(out)

@@ -56,6 +56,7 @@ from audit.metrics import group_indices, multinomial_bootstrap_ci, proportion_me
 from audit.types import (BenchmarkIdentity, ChartHint, GroupValue, Headline, ItemValue, LogLikelihood,
                          LogLikelihoodResult, Metric, PairedStatistic, ProbeInfo, Request, Result, SampleReading,
                          TextScores, skipped_metric)
+from probes.answers import OutputsOnly
 from probes.loading import ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text
 
 CITATION = ("Alicia Parrish, Angelica Chen, Nikita Nangia, Vishakh Padmakumar, Jason Phang, Jana Thompson, "
@@ -273,11 +274,10 @@ def data_paths(config: ProbeConfig) -> list[Path]:
     return [Path(config.data)]
 
 
-class Bbq:
+class Bbq(OutputsOnly):
     """The BBQ probe."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         paths = data_paths(config)
@@ -289,9 +289,6 @@ class Bbq:
 
     def requests(self) -> list[Request]:
         return [r for ex in self.examples for r in ex.requests()]
-
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
 
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []

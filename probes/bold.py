@@ -27,10 +27,11 @@ import numpy as np
 
 from audit.caveats import small_groups_caveat, with_caveat
 from audit.metrics import proportion_metric, range_interval, scaled, simultaneous_wilson
-from audit.types import (BenchmarkIdentity, ChartHint, GenParams, Generate, Generation, GroupValue, Headline, ItemValue,
+from audit.types import (BenchmarkIdentity, ChartHint, GenParams, Generate, GroupValue, Headline, ItemValue,
                          Metric, PairedStatistic, ProbeInfo, Request, Result, Sample, SampleReading, TextScores,
                          skipped_metric)
-from probes.loading import ProbeConfig, bundled, data_paths, fixed_subset, sha256_text
+from probes.answers import generation
+from probes.loading import ProbeConfig, bundled, data_paths, probe_salt, sha256_text, subset
 from probes.repetition import Prompt, load_prompts
 
 CITATION = ("Jwala Dhamala, Tony Sun, Varun Kumar, Satyapriya Krishna, Yada Pruksachatkun, Kai-Wei Chang, "
@@ -105,8 +106,7 @@ def sample_per_group(prompts: Sequence[Prompt], per_group: int | None) -> list[P
     chosen = []
     for (domain, group) in sorted(by_group):
         members = by_group[(domain, group)]
-        idx = fixed_subset(len(members), per_group, f"{INFO.name}/{INFO.version}/{domain}/{group}")
-        chosen.extend(members[i] for i in idx)
+        chosen.extend(subset(members, per_group, f"{probe_salt(INFO)}/{domain}/{group}"))
     return chosen
 
 
@@ -130,9 +130,7 @@ class Bold:
         return [Generate(p.prompt, PARAMS) for p in self.prompts]
 
     def _sample(self, results: Mapping[Request, Result], p: Prompt) -> Sample:
-        gen = results[Generate(p.prompt, PARAMS)]
-        assert isinstance(gen, Generation) and len(gen.samples) == PARAMS.n
-        return gen.samples[0]
+        return generation(results, Generate(p.prompt, PARAMS), samples=PARAMS.n).samples[0]
 
     def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
         return [self._sample(results, p).text for p in self.prompts]

@@ -39,8 +39,9 @@ from audit.metrics import mean_metric, proportion_metric, stable_permutation
 from audit.types import (ChartHint, Classify, ClassifyResult, GroupValue, Headline, Metric, ProbeInfo, Request, Result,
                          SampleReading, TextScores, skipped_metric)
 from probes.holistic_bias.info import CITATION as HB_CITATION
-from probes.holistic_bias.vocabulary import FILES, OPTIONAL_FILES, VERSION_DIR, Vocabulary, fill, load_vocabulary
-from probes.loading import ProbeConfig, bundled, fixed_subset, sha256_text, spread
+from probes.answers import OutputsOnly
+from probes.holistic_bias.vocabulary import FILES, VERSION_DIR, Vocabulary, data_sha256, fill, load_vocabulary
+from probes.loading import ProbeConfig, bundled, fixed_subset, probe_salt, spread
 
 CITATION = ("Sahaj Garg, Vincent Perot, Nicole Limtiaco, Ankur Taly, Ed H. Chi, Alex Beutel. Counterfactual "
             "Fairness in Text Classification through Robustness. AIES 2019 (arXiv:1809.10610). "
@@ -183,31 +184,26 @@ def permutation_p(scores: Sequence[Sequence[float]], keys: Sequence[Sequence[str
     return float((1 + exceed) / (1 + permutations))
 
 
-class CounterfactualClassifier:
-    """The counterfactual identity-swap probe for sequence classifiers."""
+class CounterfactualClassifier(OutputsOnly):
+    """The counterfactual identity-swap probe for sequence classifiers (the model's labels only)."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()
     family = "sequence-classification"
 
     def __init__(self, config: ProbeConfig = ProbeConfig(), label: str | None = None) -> None:
         folder = Path(config.data) if config.data is not None else bundled("holistic_bias", VERSION_DIR)
         if not folder.is_dir():
             raise AuditError(f"{folder}: expected a HolisticBias directory holding {', '.join(FILES)}")
-        salt = f"{INFO.name}/{INFO.version}"
+        salt = probe_salt(INFO)
         self.items = per_axis_subset(build_items(load_vocabulary(folder), salt), config.limit, salt)
         self.label = label
-        self.data_sha256 = {name: sha256_text(folder / name) for name in FILES
-                            if name not in OPTIONAL_FILES or (folder / name).exists()}
+        self.data_sha256 = data_sha256(folder)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def requests(self) -> list[Request]:
         return [Classify(t) for item in self.items for t in item.texts]
-
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
 
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []

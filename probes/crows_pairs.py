@@ -16,9 +16,10 @@ from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
-from audit.types import (BenchmarkIdentity, ChartHint, Headline, ItemValue, LogLikelihood, LogLikelihoodResult, Metric,
-                         PairedStatistic, ProbeInfo, Request, Result, SampleReading, TextScores)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_csv, row_error, sha256_text
+from audit.types import (BenchmarkIdentity, ChartHint, Headline, ItemValue, LmEvalMetric, LmEvalTask, LogLikelihood,
+                         Metric, PairedStatistic, ProbeInfo, Request, Result, SampleReading, TextScores)
+from probes.answers import OutputsOnly, loglikelihood
+from probes.loading import ProbeConfig, bundled, probe_salt, read_csv, row_error, sha256_text, subset
 
 CITATION = ("Nikita Nangia, Clara Vania, Rasika Bhalerao, Samuel R. Bowman. CrowS-Pairs: A Challenge "
             "Dataset for Measuring Social Biases in Masked Language Models. EMNLP 2020.")
@@ -52,6 +53,10 @@ INFO = ProbeInfo(
         PairedStatistic("likelihood_diff", "per pair: |log-likelihood difference| of its sentences; metric: the "
                         "mean", (ItemValue("abs_diff"),)),
     ),
+    # lm-eval 0.4.13 crows_pairs_english.yaml (version 1.0; both metrics higher_is_better false)
+    lm_eval=(LmEvalTask("crows_pairs_english", "1.0", (
+        LmEvalMetric("pct_stereotype", "pct_stereotype", "stereotyped", higher_is_better=False),
+        LmEvalMetric("likelihood_diff", "likelihood_diff", "abs_diff", higher_is_better=False))),),
 )
 
 BIAS_TYPES = ("age", "disability", "gender", "nationality", "physical-appearance", "race-color",
@@ -85,16 +90,14 @@ def load_pairs(path: Path) -> list[Pair]:
     return pairs
 
 
-class CrowsPairs:
-    """The CrowS-Pairs probe."""
+class CrowsPairs(OutputsOnly):
+    """The CrowS-Pairs probe (model outputs only, no classifier)."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         self.path = config.data or bundled("crows_pairs", "crows_pairs_anonymized.csv")
-        pairs = load_pairs(self.path)
-        self.pairs = [pairs[i] for i in fixed_subset(len(pairs), config.limit, f"{INFO.name}/{INFO.version}")]
+        self.pairs = subset(load_pairs(self.path), config.limit, probe_salt(INFO))
         self.data_sha256 = sha256_text(self.path)
 
     def __len__(self) -> int:
@@ -103,15 +106,10 @@ class CrowsPairs:
     def requests(self) -> list[Request]:
         return [LogLikelihood("", s) for p in self.pairs for s in (p.sent_more, p.sent_less)]
 
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
-
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []
         for p in self.pairs:
-            more = results[LogLikelihood("", p.sent_more)]
-            less = results[LogLikelihood("", p.sent_less)]
-            assert isinstance(more, LogLikelihoodResult) and isinstance(less, LogLikelihoodResult)
+            more, less = loglikelihood(results, p.sent_more), loglikelihood(results, p.sent_less)
             rows.append({
                 "id": p.id, "group": p.bias_type, "direction": p.direction,
                 "sent_more": p.sent_more, "sent_less": p.sent_less,

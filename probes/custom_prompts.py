@@ -37,7 +37,8 @@ from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
 from audit.types import (BenchmarkIdentity, GenParams, Generate, Generation, Headline, Metric, ProbeInfo, Request,
                          Result, SampleReading, TextScores)
-from probes.loading import ProbeConfig, fixed_subset, parse_json_line, row_error, sha256_text
+from probes.answers import generation
+from probes.loading import ProbeConfig, parse_json_line, probe_salt, row_error, sha256_text, subset
 
 RTP = ("Samuel Gehman, Suchin Gururangan, Maarten Sap, Yejin Choi, Noah A. Smith. RealToxicityPrompts: "
        "Evaluating Neural Toxic Degeneration in Language Models. Findings of EMNLP 2020.")
@@ -149,8 +150,7 @@ class CustomPrompts:
         if config.data is None:
             raise AuditError(NO_DATA)
         self.path = Path(config.data)
-        prompts = load_user_prompts(self.path)
-        self.prompts = [prompts[i] for i in fixed_subset(len(prompts), config.limit, f"{INFO.name}/{INFO.version}")]
+        self.prompts = subset(load_user_prompts(self.path), config.limit, probe_salt(INFO))
         self.data_sha256 = sha256_text(self.path)
 
     def __len__(self) -> int:
@@ -160,9 +160,7 @@ class CustomPrompts:
         return [Generate(p.prompt, PARAMS) for p in self.prompts]
 
     def _generation(self, results: Mapping[Request, Result], p: UserPrompt) -> Generation:
-        gen = results[Generate(p.prompt, PARAMS)]
-        assert isinstance(gen, Generation) and len(gen.samples) == K
-        return gen
+        return generation(results, Generate(p.prompt, PARAMS), samples=K)
 
     def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
         return [s.text for p in self.prompts for s in self._generation(results, p).samples]

@@ -20,10 +20,13 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TypeVar
 
 from audit.errors import AuditError, InputWarning
 from audit.pinning import sha256_file
+from audit.types import ProbeInfo
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ def read_csv(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[st
     header = reader.fieldnames or []
     missing = [c for c in required if c not in header]
     if missing:
-        raise AuditError(f"{path}: missing column(s) {', '.join(missing)} (header has {', '.join(header) or 'nothing'})")
+        raise AuditError(f"{path}: missing column(s) {', '.join(missing)} "
+                         f"(header has {', '.join(header) or 'nothing'})")
     for row in reader:
         line = reader.line_num
         bad = [c for c in required if row.get(c) is None or row[c].strip() == ""]
@@ -189,12 +193,29 @@ def fixed_subset(n_items: int, limit: int | None, salt: str) -> list[int]:
     return sorted(int(i) for i in stable_permutation(n_items, salt)[:limit])
 
 
+def subset(items: Sequence[T], limit: int | None, salt: str) -> list[T]:
+    """The items `fixed_subset` keeps, in their original order."""
+    return [items[i] for i in fixed_subset(len(items), limit, salt)]
+
+
+def probe_salt(info: ProbeInfo) -> str:
+    """A probe's subset salt, "<name>/<version>": a new version may audit other items, a new seed never."""
+    return f"{info.name}/{info.version}"
+
+
 def spread(limit: int | None, sizes: Sequence[int]) -> list[int | None]:
     """Split `limit` items evenly over files (earlier files take the remainder); None keeps all."""
     if limit is None:
         return [None] * len(sizes)
     base, extra = divmod(max(limit, 0), len(sizes))
     return [min(size, base + (i < extra)) for i, size in enumerate(sizes)]
+
+
+def spread_subset(per_file: Sequence[Sequence[T]], limit: int | None, salts: Sequence[str]) -> list[T]:
+    """`limit` items spread evenly over files (`spread`), each file's share its fixed subset under its
+    own salt, file after file."""
+    quotas = spread(limit, [len(f) for f in per_file])
+    return [item for f, q, salt in zip(per_file, quotas, salts, strict=True) for item in subset(f, q, salt)]
 
 
 def data_paths(data: Path | None, bundled_paths: Sequence[Path], pattern: str) -> list[Path]:

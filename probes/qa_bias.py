@@ -38,6 +38,7 @@ from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
 from audit.types import (ChartHint, ExtractSpan, Headline, Metric, ProbeInfo, Request, Result, SampleReading,
                          SpanResult, TextScores, skipped_metric)
+from probes.answers import OutputsOnly
 from probes.bbq import CITATION as BBQ_CITATION, Example, data_paths, load_paths, stratified_subset
 from probes.loading import ProbeConfig, sha256_text
 
@@ -146,11 +147,10 @@ def sign_flip_p(values: Sequence[float], permutations: int = PERMUTATIONS, seed:
     return float((1 + exceed) / (1 + permutations))
 
 
-class QaBias:
+class QaBias(OutputsOnly):
     """The extractive-QA stereotyping probe."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()
     family = "question-answering"
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
@@ -167,9 +167,6 @@ class QaBias:
 
     def requests(self) -> list[Request]:
         return [it.request() for it in self.items]
-
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
 
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []

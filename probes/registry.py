@@ -20,13 +20,31 @@ from probes.opt_paper import REFERENCES, ReferenceRow
 
 
 @dataclass(frozen=True)
+class UserData:
+    """How a probe that runs only on the user's own file gets it from `opt-audit run`."""
+
+    option: str  # the run option that names the file: "--prompts"
+    holds: str  # what the file holds, in messages: "prompts"
+    example: str = "FILE.jsonl"  # the option's argument, in messages
+
+    def missing(self, probe: str) -> str:
+        """The one-line error of a run that selects the probe without its file."""
+        return f"the {probe} probe needs your {self.holds}: pass {self.option} {self.example}"
+
+
+@dataclass(frozen=True)
 class ProbeEntry:
     info: ProbeInfo
     build: Callable[[ProbeConfig], Probe]
     quick_limit: int  # items in the `quick` suite
-    needs_data: bool = False  # True: runs only on the user's file (custom prompts)
+    user_data: UserData | None = None  # set: runs only on the user's file (custom prompts), in no suite
     family: str = "causal-lm"  # the model family it audits (audit.backends.heads.FAMILIES)
     takes_label: bool = False  # its builder takes the run's --label (the classifier's label of interest)
+
+    @property
+    def needs_data(self) -> bool:
+        """True: the probe has no bundled data and runs only on the user's file."""
+        return self.user_data is not None
 
 
 PROBES: dict[str, ProbeEntry] = {
@@ -55,7 +73,7 @@ PROBES: dict[str, ProbeEntry] = {
     "qa_bias": ProbeEntry(qa_bias.INFO, qa_bias.QaBias, qa_bias.QUICK_LIMIT, family="question-answering"),
     # the user's own prompts (--prompts FILE.jsonl): in no suite
     "custom_prompts": ProbeEntry(custom_prompts.INFO, custom_prompts.CustomPrompts, custom_prompts.QUICK_LIMIT,
-                                 needs_data=True),
+                                 user_data=UserData("--prompts", "prompts")),
 }
 
 
@@ -139,14 +157,11 @@ def resolve_probes(suite: str | None, probes: str | None) -> list[str]:
         if suite not in SUITES:
             raise AuditError(f"--suite {suite!r}: unknown suite (known: {', '.join(SUITES)})")
         names.extend(SUITES[suite].probes)
-    if probes:
-        for name in (p.strip() for p in probes.split(",")):
-            if not name:
-                continue
-            if name not in PROBES:
-                raise AuditError(f"--probes: unknown probe {name!r} (known: {', '.join(PROBES)})")
-            if name not in names:
-                names.append(name)
+    asked = [p.strip() for p in (probes or "").split(",") if p.strip()]
+    unknown = next((p for p in asked if p not in PROBES), None)
+    if unknown is not None:
+        raise AuditError(f"--probes: unknown probe {unknown!r} (known: {', '.join(PROBES)})")
+    names.extend(p for p in dict.fromkeys(asked) if p not in names)
     if not names:
         raise AuditError("no probes selected: pass --suite or --probes")
     return names
@@ -173,6 +188,21 @@ def suite_references(suite: str | None, names: list[str]) -> list[ReferenceRow]:
     if suite is None:
         return []
     return [r for r in SUITES[suite].references if r.probe in names]
+
+
+def fed_by(option: str) -> str:
+    """The probe whose file the `opt-audit run` option `option` names (--prompts: the custom-prompts probe)."""
+    return next(name for name, e in PROBES.items() if e.user_data is not None and e.user_data.option == option)
+
+
+def missing_user_data(names: Sequence[str], given: Sequence[str] = ()) -> str | None:
+    """The error for the first of `names` that runs only on the user's file and has none among `given`
+    (the probes a file was passed for), else None."""
+    for name in names:
+        data = PROBES[name].user_data
+        if data is not None and name not in given:
+            return data.missing(name)
+    return None
 
 
 def build_probe(name: str, config: ProbeConfig, label: str | None = None) -> Probe:

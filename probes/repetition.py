@@ -26,6 +26,7 @@ from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
 from audit.types import (BenchmarkIdentity, ChartHint, GenParams, Generate, Generation, GroupValue, Headline, ItemValue,
                          Metric, PairedStatistic, ProbeInfo, Request, Result, SampleReading, TextScores, skipped_metric)
+from probes.answers import OutputsOnly
 from probes.loading import ProbeConfig, bundled, data_paths, fixed_subset, read_json, sha256_text
 from probes.repetition_stats import (MAX_PERIOD, MIN_REPEATS, PHRASE_LOOP, TOKEN_LOOP, detect_loop, distinct_n,
                                      distinct_n_jackknife_ci, loop_char_start, seq_rep_n)
@@ -139,11 +140,10 @@ def sample_per_domain(prompts: Sequence[Prompt], per_domain: int) -> list[Prompt
     return chosen
 
 
-class Repetition:
+class Repetition(OutputsOnly):
     """The repetition / degeneration probe."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         paths = data_paths(config.data, [bundled("bold", "prompts", f"{d}_prompt.json") for d in DOMAINS],
@@ -158,9 +158,6 @@ class Repetition:
 
     def requests(self) -> list[Request]:
         return [Generate(p.prompt, params) for params in DECODINGS.values() for p in self.prompts]
-
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
 
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []

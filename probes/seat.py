@@ -49,7 +49,8 @@ from audit.errors import AuditError
 from audit.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, NO_INTERVAL, containing, percentile_interval, stable_seed
 from audit.types import (ChartHint, Embed, Embedding, GroupValue, Headline, Metric, ProbeInfo, Request, Result,
                          SampleReading, TextScores, skipped_metric)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_json, sha256_text
+from probes.answers import OutputsOnly
+from probes.loading import ProbeConfig, bundled, probe_salt, read_json, sha256_text, subset
 
 CITATION = ("Chandler May, Alex Wang, Shikha Bordia, Samuel R. Bowman, Rachel Rudinger. On Measuring Social "
             "Biases in Sentence Encoders. NAACL 2019. Word sets: Aylin Caliskan, Joanna J. Bryson, Arvind "
@@ -298,17 +299,16 @@ def _interval(value: float, draws: np.ndarray) -> tuple[tuple[float, float] | No
 # --------------------------------------------------------------------------------------------
 
 
-class Seat:
+class Seat(OutputsOnly):
     """The SEAT hidden-state association probe."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         path = Path(config.data) if config.data is not None else bundled("seat", "weat.json")
         tests = load_tests(path)
         self.data_sha256 = {path.name: sha256_text(path)}
-        self.tests = [tests[i] for i in fixed_subset(len(tests), config.limit, f"{INFO.name}/{INFO.version}")]
+        self.tests = subset(tests, config.limit, probe_salt(INFO))
 
     def __len__(self) -> int:
         return len(self.tests)
@@ -316,9 +316,6 @@ class Seat:
     def requests(self) -> list[Request]:
         return [Embed(s.text, LAYER, POOLING) for t in self.tests for ws in t.sets().values()
                 for s in ws.sentences()]
-
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
 
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         def vectors(sentences: Sequence[Sentence]) -> tuple[np.ndarray, list[int]]:

@@ -49,7 +49,8 @@ from audit.metrics import bootstrap_ci
 from audit.types import (BenchmarkIdentity, ChartHint, GroupValue, Headline, ItemValue, LogLikelihood,
                          LogLikelihoodResult, Metric, PairedStatistic, ProbeInfo, Request, Result, SampleReading,
                          TextScores, skipped_metric)
-from probes.loading import ProbeConfig, bundled, fixed_subset, parse_json_line, read_text, row_error, sha256_text
+from probes.answers import OutputsOnly
+from probes.loading import ProbeConfig, bundled, parse_json_line, probe_salt, read_text, row_error, sha256_text, subset
 
 CITATION = ("Moin Nadeem, Anna Bethke, Siva Reddy. StereoSet: Measuring stereotypical bias in pretrained "
             "language models. ACL 2021 (arXiv:2004.09456, 2020).")
@@ -157,17 +158,14 @@ def per_token(result: Result) -> float:
     return result.logprob / result.n_tokens
 
 
-class StereoSet:
+class StereoSet(OutputsOnly):
     """The StereoSet probe (intrasentence and intersentence tasks)."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model likelihoods only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         self.path = config.data or bundled("stereoset", "stereoset_dev_flat.jsonl")
-        examples = load_examples(self.path)
-        keep = fixed_subset(len(examples), config.limit, f"{INFO.name}/{INFO.version}")
-        self.examples = [examples[i] for i in keep]
+        self.examples = subset(load_examples(self.path), config.limit, probe_salt(INFO))
         self.data_sha256 = sha256_text(self.path)
 
     def __len__(self) -> int:
@@ -175,9 +173,6 @@ class StereoSet:
 
     def requests(self) -> list[Request]:
         return [candidate_request(ex, s) for ex in self.examples for s in ex.candidates()]
-
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
 
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []

@@ -34,9 +34,10 @@ from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.metrics import proportion_metric
-from audit.types import (BenchmarkIdentity, ChartHint, GenParams, Generate, Generation, Headline, ItemValue, Metric,
+from audit.types import (BenchmarkIdentity, ChartHint, GenParams, Generate, Headline, ItemValue, Metric,
                          PairedStatistic, ProbeInfo, Request, Result, Sample, SampleReading, TextScores, skipped_metric)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text, spread
+from probes.answers import generation
+from probes.loading import ProbeConfig, bundled, probe_salt, read_text, row_error, sha256_text, spread_subset, subset
 
 HARTVIGSEN = ("Thomas Hartvigsen, Saadia Gabriel, Hamid Palangi, Maarten Sap, Dipankar Ray, Ece Kamar. ToxiGen: "
               "A Large-Scale Machine-Generated Dataset for Adversarial and Implicit Hate Speech Detection. "
@@ -190,14 +191,9 @@ class ToxiGen:
             paths = [Path(config.data)]
         if not paths:
             raise AuditError(f"{config.data or bundled('toxigen', 'prompts')}: no *.txt prompt files")
-        salt = f"{INFO.name}/{INFO.version}"
-        per_file = []
-        for path in paths:
-            prompts = load_file(path)
-            per_file.append([prompts[i] for i in fixed_subset(len(prompts), PER_FILE, f"{salt}/{path.stem}")])
-        quotas = spread(config.limit, [len(f) for f in per_file])
-        self.prompts = [f[i] for f, q, path in zip(per_file, quotas, paths)
-                        for i in fixed_subset(len(f), q, f"{salt}/{path.stem}/limit")]
+        salt = probe_salt(INFO)
+        per_file = [subset(load_file(path), PER_FILE, f"{salt}/{path.stem}") for path in paths]
+        self.prompts = spread_subset(per_file, config.limit, [f"{salt}/{path.stem}/limit" for path in paths])
         if not self.prompts:
             raise AuditError(f"no prompts selected from {len(paths)} ToxiGen file(s) (limit {config.limit})")
         self.data_sha256 = {p.name: sha256_text(p) for p in paths}
@@ -258,10 +254,7 @@ class ToxiGen:
 
 
 def _sample(results: Mapping[Request, Result], p: Prompt) -> Sample:
-    gen = results[Generate(p.prompt, PARAMS)]
-    if not isinstance(gen, Generation) or not gen.samples:
-        raise AuditError(f"{INFO.name}: no generation for prompt {p.id}")
-    return gen.samples[0]
+    return generation(results, Generate(p.prompt, PARAMS)).samples[0]
 
 
 def _pct_toxic(rows: Sequence[Mapping[str, Any]], kind: str) -> Metric:

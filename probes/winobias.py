@@ -29,9 +29,10 @@ from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
 from audit.metrics import mean_metric, proportion_metric
-from audit.types import (BenchmarkIdentity, ChartHint, Headline, ItemValue, LogLikelihood, LogLikelihoodResult, Metric,
-                         PairedStatistic, ProbeInfo, Request, Result, SampleReading, TextScores)
-from probes.loading import ProbeConfig, bundled, fixed_subset, read_text, row_error, sha256_text
+from audit.types import (BenchmarkIdentity, ChartHint, Headline, ItemValue, LogLikelihood, Metric, PairedStatistic,
+                         ProbeInfo, Request, Result, SampleReading, TextScores)
+from probes.answers import OutputsOnly, loglikelihood
+from probes.loading import ProbeConfig, bundled, probe_salt, read_text, row_error, sha256_text, subset
 
 CITATION = ("Jieyu Zhao, Tianlu Wang, Mark Yatskar, Vicente Ordonez, Kai-Wei Chang. Gender Bias in "
             "Coreference Resolution: Evaluation and Debiasing Methods. NAACL 2018.")
@@ -160,11 +161,10 @@ def load_pairs(pro_path: Path, anti_path: Path, kind: str) -> list[Pair]:
     return pairs
 
 
-class WinoBias:
-    """The WinoBias likelihood probe."""
+class WinoBias(OutputsOnly):
+    """The WinoBias likelihood probe (model outputs only, no classifier)."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         folder = Path(config.data) if config.data is not None else bundled("winobias")
@@ -181,7 +181,7 @@ class WinoBias:
             for path in (pro_path, anti_path):
                 self.line_counts[path.name] = len(kind_pairs)
                 self.data_sha256[path.name] = sha256_text(path)
-        self.pairs = [pairs[i] for i in fixed_subset(len(pairs), config.limit, f"{INFO.name}/{INFO.version}")]
+        self.pairs = subset(pairs, config.limit, probe_salt(INFO))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -189,15 +189,10 @@ class WinoBias:
     def requests(self) -> list[Request]:
         return [LogLikelihood("", s) for p in self.pairs for s in (p.pro, p.anti)]
 
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
-
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []
         for p in self.pairs:
-            pro = results[LogLikelihood("", p.pro)]
-            anti = results[LogLikelihood("", p.anti)]
-            assert isinstance(pro, LogLikelihoodResult) and isinstance(anti, LogLikelihoodResult)
+            pro, anti = loglikelihood(results, p.pro), loglikelihood(results, p.anti)
             rows.append({
                 "id": p.id, "group": p.kind, "referent": p.referent, "pro_pronoun": p.pro_pronoun,
                 "minimal_pair": p.minimal_pair, "pro": p.pro, "anti": p.anti,

@@ -3,8 +3,8 @@
 A chart is first a plain value (`ChartData`: categories and series with their CIs), built from a
 probe's metrics. The HTML report turns it into a plotly figure (`figure_json`); the Markdown
 report prints the same numbers as a table. Which charts a probe gets is the probe's own word: the
-chart hints of its self-description (`audit.types.ChartHint`, in summary.json: CrowS per category
-against the 50% line, StereoSet LMS/SS/ICAT per domain, ...); a probe without hints gets one bar
+chart hints of its self-description (`audit.types.ChartHint`, in summary.json: a preference rate per
+category against its 50% line, three related scores per domain, ...); a probe without hints gets one bar
 chart per metric with groups. This module knows no probe by name.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from audit.types import ChartHint, Metric
 from reports.escaping import plotly_label
 
-MAX_CATEGORIES = 60  # more groups than this (e.g. one per HolisticBias descriptor) are not charted
+MAX_CATEGORIES = 60  # more groups than this (e.g. one per demographic descriptor) are not charted
 MAX_GENERIC_CHARTS = 6
 MAX_NAMED_METRICS = 3  # a value axis names up to this many metrics; more are just "value"
 HORIZONTAL_FROM = 11  # this many categories or more: horizontal bars, so long labels stay readable

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from audit.store import Run
+from audit.types import SampleReading
+from reports.describe import full_info
 from reports.loops import loop_span
 
 PROMPT_CHARS = 240
 TEXT_CHARS = 400
+GENERATION = SampleReading("", "", context="prompt", text=("continuation",))  # a probe that gives no reading
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class LoopExample:
     """A generation that fell into a loop: `head`, the repeated phrases `loop` (`reports.loops`), `tail`."""
 
     id: str
-    decoding: str
+    decoding: str  # the sample's setting, from the probe's variant field (greedy, nucleus...)
     group: str
     prompt: str
     head: str  # clipped at its start ("…" first) when long
@@ -83,11 +86,10 @@ def _score(x: Any) -> float | None:
 
 
 def scored_texts(row: Mapping[str, Any]) -> Iterator[tuple[float, str]]:
-    """(toxicity, continuation) pairs of one row, in either shape the probes write.
+    """(toxicity, continuation) pairs of one row, in either shape a generation probe writes.
 
-    Several samples per prompt: `continuations` and `toxicity` are parallel lists
-    (real_toxicity_prompts, custom_prompts). One sample: `continuation` and a `toxicity` number
-    (toxigen, bold).
+    Several samples per prompt: `continuations` and `toxicity` are parallel lists. One sample:
+    `continuation` and a `toxicity` number.
     """
     tox = row.get("toxicity")
     texts = row.get("continuations")
@@ -126,27 +128,31 @@ def _toxic(probe: str, row: Mapping[str, Any], score: float, text: str) -> Toxic
                         prompt=clip(prompt, PROMPT_CHARS) if isinstance(prompt, str) else "", text=clip(text))
 
 
-def loop_examples(run: Run, probe: str, per_decoding: int = 2, side_chars: int = 200) -> tuple[LoopExample, ...]:
-    """Up to `per_decoding` looping generations for each decoding setting (greedy, nucleus...).
+def loop_examples(run: Run, probe: str, how: SampleReading | None = None, per_variant: int = 2,
+                  side_chars: int = 200) -> tuple[LoopExample, ...]:
+    """Up to `per_variant` looping generations for each setting (greedy, nucleus...), read as the probe's
+    sample reading says (its text, context and variant fields; default: its description in the run).
 
-    A row qualifies when it has `loop` true and a `loop_char_start` inside its `continuation`;
-    the highlighted loop is its whole repeated phrases from there (`reports.loops.loop_span`).
+    A row qualifies when it has `loop` true and a `loop_char_start` inside its text; the highlighted
+    loop is its whole repeated phrases from there (`reports.loops.loop_span`).
     """
+    how = how or full_info(probe, run.probes[probe].info).reading or GENERATION
+    field = how.text[0] if how.text else GENERATION.text[0]
     found: dict[str, list[LoopExample]] = {}
     try:
         for row in run.samples(probe):
-            text, start = row.get("continuation"), row.get("loop_char_start")
+            text, start = row.get(field), row.get("loop_char_start")
             if not (row.get("loop") is True and isinstance(text, str) and isinstance(start, int)
                     and not isinstance(start, bool) and 0 <= start < len(text)):
                 continue
-            decoding = str(row.get("decoding") or "—")
-            bucket = found.setdefault(decoding, [])
+            variant = str((row.get(how.variant) if how.variant else None) or "—")
+            bucket = found.setdefault(variant, [])
             span = loop_span(text, start)
-            if len(bucket) >= per_decoding or span is None:
+            if len(bucket) >= per_variant or span is None:
                 continue
-            prompt = row.get("prompt")
+            prompt = row.get(how.context) if how.context else None
             bucket.append(LoopExample(
-                id=str(row.get("id", "")), decoding=decoding, group=str(row.get("group", "")),
+                id=str(row.get("id", "")), decoding=variant, group=str(row.get("group", "")),
                 prompt=clip(prompt, PROMPT_CHARS) if isinstance(prompt, str) else "",
                 head=clip_start(span.head, side_chars), loop=clip(span.loop, side_chars),
                 tail="" if len(span.loop) > side_chars else clip(span.tail, side_chars),

@@ -1,7 +1,7 @@
 """Which characters of a looping continuation to highlight: the repeated phrase, whole occurrences only.
 
-A run records `loop_char_start`, where the text's longest periodic tail begins (in characters,
-`probes.repetition_stats.loop_char_start`). That tail is what the detector saw, not what a reader
+A run records `loop_char_start`, where the text's longest periodic tail begins (in characters, as the
+probe that detects loops computes it). That tail is what the detector saw, not what a reader
 sees as the loop: it can begin with characters that only happen to match the phrase (the "s" of
 "ultras" before "Yards Yards Yards", the space before "and then and then") and end in a phrase the
 token budget cut off ("... and then and"). The report and the dashboard both highlight the span

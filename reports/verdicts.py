@@ -14,14 +14,15 @@ scores: its verdicts exercise the pipeline and say nothing about a trained model
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Literal
 
 from audit import formatting as fmt
 from audit.store import Run
 from audit.types import Metric, ProbeInfo
-from audit.verdicts import (Verdict, VerdictPolicy, is_random_model, load_verdict_policy, question,
+from audit.verdicts import (Verdict, VerdictPolicy, is_random_name, load_verdict_policy, question,
                             run_verdicts)
 from reports.describe import described
+from reports.facts import model_id
 
 StatusKey = Literal["concern", "inconclusive", "clear", "unjudged"]
 
@@ -96,18 +97,10 @@ def verdict_row(v: Verdict) -> VerdictRow:
                       len(v.metrics), v.unjudged)
 
 
-def model_facts(run: Run) -> Mapping[str, Any]:
-    """The run's model as the manifest records it (backend facts, else the spec)."""
-    model = run.manifest.get("model") or {}
-    if model.get("model") or model.get("path"):
-        return model
-    return (run.manifest.get("spec") or {}).get("model") or {}
-
-
 def verdict_block(run: Run, policy: VerdictPolicy | None = None, baseline: Run | None = None) -> VerdictBlock:
     """The verdicts of a run under `policy` (default: the bundled one), with `baseline`'s values as a
     reference point when given."""
     policy = policy if policy is not None else load_verdict_policy()
     verdicts = run_verdicts(_probes(run), policy, published=run.references,
                             baseline=_probes(baseline) if baseline is not None else None)
-    return VerdictBlock(tuple(verdict_row(v) for v in verdicts), is_random_model(model_facts(run)), policy.source)
+    return VerdictBlock(tuple(verdict_row(v) for v in verdicts), is_random_name(model_id(run.manifest)), policy.source)

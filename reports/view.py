@@ -16,13 +16,13 @@ from audit import formatting as fmt
 from audit.compare import SIGNIFICANCE_RULE, Comparison, MetricChange
 from audit.formatting import MetricRow, metric_row
 from audit.store import Run
-from audit.types import Metric
+from audit.types import Metric, ProbeInfo
 from audit.verdicts import VerdictPolicy
 from reports.charts import ChartData, probe_charts
 from reports.describe import full_info
 from reports.examples import LoopExample, ToxicExample, loop_examples, most_toxic
-from reports.facts import (Fact, ProbeFact, ScorerFact, library_versions, limitations, probe_facts, reproduce_command,
-                           run_facts, scorer_facts)
+from reports.facts import (Fact, ProbeFact, ScorerFact, library_versions, limitations, model_id, probe_facts,
+                           reproduce_command, run_facts, scorer_facts)
 from reports.verdicts import VerdictBlock, verdict_block
 
 TOXIC_EXAMPLES = 5
@@ -60,15 +60,11 @@ class ChartView:
 
 @dataclass(frozen=True)
 class ProbeSection:
-    """Everything the report says about one probe."""
+    """Everything the report says about one probe: its own description, then this run's numbers."""
 
     name: str
     anchor: str
-    title: str
-    version: str
-    description: str
-    citation: str
-    data_license: str
+    info: ProbeInfo  # version, description, citation, data license: as the run recorded them
     metrics: tuple[MetricRow, ...]
     scorers: tuple[str, ...]  # distinct scorer record lines of its metrics
     charts: tuple[ChartView, ...]
@@ -76,6 +72,11 @@ class ProbeSection:
     toxic_examples: tuple[ToxicExample, ...]
     loop_examples: tuple[LoopExample, ...]
     has_toxicity: bool
+
+    @property
+    def title(self) -> str:
+        """The probe's title, else its name."""
+        return self.info.title or self.name
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,21 @@ class ChangeRow:
 
 @dataclass(frozen=True)
 class ComparisonView:
-    """The `--compare` section: which run is the baseline and how every metric moved."""
+    """The `--compare` section: the comparison as `audit.compare` made it (baseline and candidate run ids,
+    the settings that differ, the gate policy whose tolerances and alphas the verdicts use), and how every
+    metric moved, formatted."""
 
-    baseline: str
-    candidate: str
-    notes: tuple[str, ...]
+    comparison: Comparison
     rows: tuple[ChangeRow, ...]
-    n_significant: int
-    n_testable: int
-    rule: str
-    policy: str  # the gate policy whose tolerances and alphas the verdicts use
+    rule: str = SIGNIFICANCE_RULE
+
+    @property
+    def n_significant(self) -> int:
+        return len(self.comparison.significant)
+
+    @property
+    def n_testable(self) -> int:
+        return sum(c.testable for c in self.comparison.changes)
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,8 @@ def _reference_rows(probe: str, metrics: Sequence[Metric],
                 value, ci = m.groups[group].value, m.groups[group].ci
         rows.append(ReferenceRow(metric=str(r.get("metric")), group="overall" if group is None else str(group),
                                  ours=fmt.number(value), ours_ci=fmt.interval(ci),
-                                 opt_175b=fmt.number(_num(r.get("opt_175b"))), davinci=fmt.number(_num(r.get("davinci"))),
+                                 opt_175b=fmt.number(_num(r.get("opt_175b"))),
+                                 davinci=fmt.number(_num(r.get("davinci"))),
                                  source=str(r.get("source") or "")))
     return tuple(rows)
 
@@ -201,15 +208,13 @@ def probe_section(run: Run, name: str, section_id: str | None = None) -> ProbeSe
     rows = tuple(metric_row(name, m) for m in metrics)
     scorers = tuple(dict.fromkeys(r.scorer for r in rows if r.scorer))
     has_toxicity = any(m.scorer and m.scorer.get("kind") == "toxicity" for m in metrics)
-    loops = any(m.name.startswith("loop_rate") for m in metrics)
     charts = probe_charts(name, metrics, run.references, hints=info.charts, id_prefix=f"chart-{section_id}")
     return ProbeSection(
-        name=name, anchor=section_id, title=info.title or name, version=info.version,
-        description=info.description, citation=info.citation, data_license=info.data_license, metrics=rows,
-        scorers=scorers, charts=tuple(chart_view(c) for c in charts),
-        references=_reference_rows(name, metrics, run.references),
+        name=name, anchor=section_id, info=info, metrics=rows, scorers=scorers,
+        charts=tuple(chart_view(c) for c in charts), references=_reference_rows(name, metrics, run.references),
         toxic_examples=most_toxic(run, name, TOXIC_EXAMPLES) if has_toxicity else (),
-        loop_examples=loop_examples(run, name) if loops else (), has_toxicity=has_toxicity)
+        loop_examples=loop_examples(run, name, info.reading) if info.reading and info.reading.loops else (),
+        has_toxicity=has_toxicity)
 
 
 def p_value(p: float | None) -> str:
@@ -230,11 +235,7 @@ def change_row(c: MetricChange) -> ChangeRow:
 
 def comparison_view(comparison: Comparison) -> ComparisonView:
     """The comparison section of a report."""
-    return ComparisonView(
-        baseline=comparison.baseline, candidate=comparison.candidate, notes=comparison.notes,
-        rows=tuple(change_row(c) for c in comparison.changes), n_significant=len(comparison.significant),
-        n_testable=sum(c.testable for c in comparison.changes), rule=SIGNIFICANCE_RULE,
-        policy=comparison.policy)
+    return ComparisonView(comparison, tuple(change_row(c) for c in comparison.changes))
 
 
 def build_view(run: Run, comparison: Comparison | None = None, *, policy: VerdictPolicy | None = None,
@@ -245,15 +246,13 @@ def build_view(run: Run, comparison: Comparison | None = None, *, policy: Verdic
     whose values the verdicts show as a reference point.
     """
     manifest = run.manifest
-    model = str((manifest.get("model") or {}).get("model") or ((manifest.get("spec") or {}).get("model") or {}).get("model")
-                or "unknown model")
-    suite = (manifest.get("spec") or {}).get("suite")
-    run_id = str(manifest.get("run_id") or run.path.name)
+    model = model_id(manifest) or "unknown model"
     scorers = scorer_facts(run)
     return ReportView(
-        title=f"opt-audit report: {model}" + (f" · {suite} suite" if suite else ""),
-        run_id=run_id, model=model, verdicts=verdict_block(run, policy, baseline), facts=run_facts(manifest), command=reproduce_command(manifest),
-        versions=library_versions(manifest), probes=probe_facts(manifest), scorers=scorers,
+        title=f"opt-audit report: {model}" + (f" · {manifest.suite} suite" if manifest.suite else ""),
+        run_id=run.run_id, model=model, verdicts=verdict_block(run, policy, baseline), facts=run_facts(manifest),
+        command=reproduce_command(manifest), versions=library_versions(manifest), probes=probe_facts(manifest),
+        scorers=scorers,
         headline=tuple(metric_row(p, m) for p, s in run.probes.items() for m in s.metrics),
         sections=tuple(probe_section(run, p, a) for p, a in _anchors(run.probes).items()),
         comparison=comparison_view(comparison) if comparison is not None else None,

@@ -23,16 +23,20 @@ so the numbers are unchanged (tested: identical tokens).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from audit.backends.padding import left_pad
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+    from transformers.cache_utils import DynamicCache
+
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def new_cache(model) -> object:
+def new_cache(model: "PreTrainedModel") -> "DynamicCache":
     """An empty KV cache for `model`, passed in as `cache=` (transformers >= 5.24; the old
     `past_key_values` argument goes in 5.40) and filled in place by the forward pass."""
     from transformers.cache_utils import DynamicCache
@@ -63,7 +67,8 @@ def preallocate(cache: object, extra: int) -> bool:
     return True
 
 
-def _append_in_place(layer, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+def _append_in_place(layer: Any, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+                     **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """`DynamicLayer.update` without the copy: write into the buffers, return views of the filled part."""
     start = layer._opt_audit_filled
     end = start + key_states.shape[-2]
@@ -77,7 +82,7 @@ def _append_in_place(layer, key_states: torch.Tensor, value_states: torch.Tensor
     return layer.keys, layer.values
 
 
-def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int, pad_id: int,
+def decode(model: "PreTrainedModel", prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int, pad_id: int,
            eos_id: int | None, processor: LogitsProcessor | None = None) -> list[list[int]]:
     """The new tokens of len(prompts) * n rows (request-major); a row that stopped is padded after
     its EOS. Prompts must leave room for max_new_tokens in the model's positions."""
@@ -118,4 +123,5 @@ def decode(model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
             logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos,
                            cache=cache, use_cache=True).logits[:, -1, :]
             next_pos = next_pos + 1
-    return torch.stack(new, dim=1).tolist()  # (B * n, steps)
+    rows_out: list[list[int]] = torch.stack(new, dim=1).tolist()  # (B * n, steps)
+    return rows_out

@@ -102,17 +102,13 @@ class HeadBackend:
         import torch
         from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
 
-        from audit.backends.hf import load_error, load_errors, resolve_attn, resolve_device, resolve_dtype
+        from audit.backends.hf import load_error, load_errors, refuse_uninitialised, resolve_placement
         from audit.pinning import pin_folder
 
         if family not in (SEQUENCE_CLASSIFICATION, QUESTION_ANSWERING):
             raise AuditError(f"--model {spec.model}: {family} is not a head model family")
         self.spec, self.family = spec, family
-        self.device = resolve_device(spec.device)
-        self.dtype = resolve_dtype(spec.dtype, self.device)
-        self.attn = resolve_attn(spec.attn, self.device)
-        if self.dtype == "float16" and self.device == "cpu":
-            raise AuditError("--dtype float16 on CPU is unsupported for many kernels; use float32 or bfloat16")
+        self.device, self.dtype, self.attn = resolve_placement(spec)
         found = _head_source(spec)
         if found.gguf_file is not None:
             raise AuditError(f"--model {spec.model}: a GGUF file holds a causal LM, not a {family} model")
@@ -130,11 +126,7 @@ class HeadBackend:
                                                         attn_implementation=self.attn, **common)
         except load_errors() as e:
             raise load_error(spec, found.local_dir, e) from None
-        missing = sorted(info.get("missing_keys") or ())
-        if missing:
-            raise AuditError(f"--model {spec.model}: its weights leave {len(missing)} tensor(s) of "
-                             f"{type(self.model).__name__} uninitialised ({', '.join(missing[:3])}"
-                             f"{', ...' if len(missing) > 3 else ''}); transformers would fill them randomly")
+        refuse_uninitialised(spec, self.model, info)
         self.model.to(self.device)
         self.model.eval()
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 512)
@@ -167,14 +159,15 @@ class HeadBackend:
 
     def describe(self) -> dict[str, Any]:
         """Model facts for the manifest, with the head's family and labels."""
+        from audit.backends.hf import config_shape
+
         cfg = self.model.config
         facts: dict[str, Any] = {
             "backend": "hf", "model": self.name, "revision": self.revision,
             "architecture": (getattr(cfg, "architectures", None) or [type(self.model).__name__])[0],
             "family": self.family,
             "params": int(sum(p.numel() for p in self.model.parameters())),
-            "layers": getattr(cfg, "num_hidden_layers", None), "heads": getattr(cfg, "num_attention_heads", None),
-            "hidden_size": getattr(cfg, "hidden_size", None), "vocab_size": getattr(cfg, "vocab_size", None),
+            **config_shape(cfg),
             "context": self.max_length, "dtype": self.dtype, "attention": self.attn, "device": self.device,
             "trust_remote_code": self.spec.trust_remote_code, "format": "transformers",
         }

@@ -50,15 +50,15 @@ import math
 import pickle
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence, cast
 
 from audit.backends.convert import foreign_checkpoint, load_converted
 from audit.batching import SharedPrefix
-from audit.backends.tokenization import Tokenization
+from audit.backends.tokenization import Tokenization, sample_from_tokens
 from audit.contract import ModelSpec  # re-exported here too: its home before audit.contract
 from audit.errors import AuditError
 from audit.pinning import auto_map_file, first_line, pin_file, pin_folder
-from audit.types import Embed, Embedding, Generate, Generation, LogLikelihood, LogLikelihoodResult, Request, Sample
+from audit.types import Embed, Embedding, Generate, Generation, LogLikelihood, LogLikelihoodResult, Request
 
 if TYPE_CHECKING:
     from audit.backends.lmhead import SplitHead
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 GENERATION_PROMPT_RULE = "rstrip"  # trailing whitespace removed from generation prompts (see the docstring)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTENTIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+LoadedModel = tuple[Any, dict[str, Any]]  # from_pretrained(..., output_loading_info=True): (model, loading info)
 
 
 def flash_attn_available() -> bool:
@@ -115,6 +116,45 @@ def resolve_attn(attn: str, device: str) -> str:
     return attn
 
 
+class Placement(NamedTuple):
+    """Where and how a transformers model runs, each resolved from "auto" and checked."""
+
+    device: str  # "cpu", "cuda" or "cuda:N"
+    dtype: str  # a torch dtype name, never "auto"
+    attn: str  # transformers' attn_implementation, never "auto"
+
+
+def resolve_placement(spec: ModelSpec) -> Placement:
+    """Device, dtype and attention for `spec`, shared by every transformers backend (hf and heads), so
+    one `--device/--dtype/--attn` means the same whatever the model's head; fp16 on CPU is refused."""
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    attn = resolve_attn(spec.attn, device)
+    if dtype == "float16" and device == "cpu":
+        raise AuditError("--dtype float16 on CPU is unsupported for many kernels; use float32 or bfloat16")
+    return Placement(device, dtype, attn)
+
+
+def config_shape(config: Any) -> dict[str, int | None]:
+    """A model config's shape for the manifest (None where the config does not say), read the same way
+    by every backend's `describe`."""
+    return {
+        "layers": getattr(config, "num_hidden_layers", None),
+        "heads": getattr(config, "num_attention_heads", None),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+    }
+
+
+def refuse_uninitialised(spec: ModelSpec, model: Any, info: dict[str, Any]) -> None:
+    """A checkpoint that leaves any weight to transformers' random init describes a random model: refuse it."""
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise AuditError(f"--model {spec.model}: its weights leave {len(missing)} tensor(s) of "
+                         f"{type(model).__name__} uninitialised ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''}); transformers would fill them randomly")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA (or MPS) out-of-memory errors, which the engine answers by halving the batch."""
     import torch
@@ -161,12 +201,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = spec
-        self.device = resolve_device(spec.device)
-        self.dtype = resolve_dtype(spec.dtype, self.device)
-        self.attn = resolve_attn(spec.attn, self.device)
-        if self.dtype == "float16" and self.device == "cpu":
-            raise AuditError("--dtype float16 on CPU is unsupported for many kernels; use float32 or bfloat16")
-
+        self.device, self.dtype, self.attn = resolve_placement(spec)
         found = model_source(spec)
         source, local_dir = found.source, found.local_dir
 
@@ -192,14 +227,12 @@ class HFBackend:
                 if foreign is not None:  # weights only as tf_model.h5 / flax_model.msgpack: converted on load
                     self.model, info = load_converted(spec.model, foreign, kwargs)
                 else:
-                    self.model, info = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **kwargs)
+                    # output_loading_info=True returns (model, info); transformers annotates the model alone
+                    self.model, info = cast(LoadedModel, AutoModelForCausalLM.from_pretrained(
+                        source, output_loading_info=True, **kwargs))
         except load_errors() as e:
             raise load_error(spec, local_dir, e) from None
-        missing = sorted(info.get("missing_keys") or ())
-        if missing:
-            raise AuditError(f"--model {spec.model}: its weights leave {len(missing)} tensor(s) of "
-                             f"{type(self.model).__name__} uninitialised ({', '.join(missing[:3])}"
-                             f"{', ...' if len(missing) > 3 else ''}); transformers would fill them randomly")
+        refuse_uninitialised(spec, self.model, info)
         if not multi_gpu:
             self.model.to(self.device)
         self.model.eval()
@@ -234,12 +267,10 @@ class HFBackend:
     # ---------------------------------------------------------------- identity and facts
     @property
     def id(self) -> str:
-        from audit.backends.sampling import SAMPLER_VERSION
-
         remote = "|remote-code" if self.spec.trust_remote_code else ""  # the model folder's own code ran
         chat = "|chat" if self.spec.chat_template else ""  # generation prompts wrapped in the chat template
         return (f"hf:{self.name}@{self.revision}|{self.dtype}|{self.attn}|{self.device.split(':')[0]}"
-                f"|sampler{SAMPLER_VERSION}|prompt-{GENERATION_PROMPT_RULE}{remote}{chat}")
+                f"|{self.sampler}|prompt-{GENERATION_PROMPT_RULE}{remote}{chat}")
 
     @property
     def sampler(self) -> str:
@@ -258,10 +289,7 @@ class HFBackend:
             "revision": self.revision,
             "architecture": (getattr(cfg, "architectures", None) or [type(self.model).__name__])[0],
             "params": int(sum(p.numel() for p in self.model.parameters())),
-            "layers": getattr(cfg, "num_hidden_layers", None),
-            "heads": getattr(cfg, "num_attention_heads", None),
-            "hidden_size": getattr(cfg, "hidden_size", None),
-            "vocab_size": getattr(cfg, "vocab_size", None),
+            **config_shape(cfg),
             "context": self.max_length,
             "dtype": self.dtype,
             "attention": self.attn,
@@ -270,7 +298,8 @@ class HFBackend:
             "format": self.format,
             # protocol choices that move numbers (SmolLM2's CrowS: 55.6 conditioned on <|im_start|>,
             # 53.6 on <|endoftext|>): recorded so a reader can compare like with like
-            "empty_context_token": self.tokenizer.convert_ids_to_tokens(self.bos_id),
+            "empty_context_token": (self.tokenizer.convert_ids_to_tokens(self.bos_id)
+                                    if self.bos_id is not None else None),
             "generation_prompt": "trailing whitespace removed before tokenizing",
             "chat_template": "applied to generation prompts (one user turn)" if self.spec.chat_template
                              else "not applied (plain completion)",
@@ -445,16 +474,8 @@ class HFBackend:
             new = decode(self.model, prompts, n, params.max_new_tokens, self.pad_id, self.eos_id, sampler)
         else:
             new = self._generate_copies([p for p in prompts for _ in range(n)], params.max_new_tokens, sampler)
-        results = []
-        for i in range(len(requests)):
-            samples = []
-            for row in new[i * n:(i + 1) * n]:
-                stopped = self.eos_id is not None and self.eos_id in row
-                tokens = row[:row.index(self.eos_id)] if stopped else row  # pads follow EOS only
-                samples.append(Sample(self.tokenizer.decode(tokens, skip_special_tokens=True),
-                                      tuple(int(t) for t in tokens), stopped))
-            results.append(Generation(tuple(samples)))
-        return results
+        samples = [sample_from_tokens(row, self.eos_id, self.tok.decode) for row in new]  # cut at EOS; pads follow it
+        return [Generation(tuple(samples[i * n:(i + 1) * n])) for i in range(len(requests))]
 
     def _generate_copies(self, prompts: list[list[int]], max_new_tokens: int, sampler: Any) -> list[list[int]]:
         """`model.generate` over one left-padded row per sample: the plain path."""
@@ -465,7 +486,8 @@ class HFBackend:
 
         ids, mask, _ = left_pad(prompts, self.pad_id)  # (B * n, T) each; generate derives positions
         width = ids.shape[1]
-        config = GenerationConfig(  # explicit: a checkpoint's generation_config.json must not leak in
+        # explicit: a checkpoint's generation_config.json must not leak in (its __init__ takes untyped **kwargs)
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
             pad_token_id=self.pad_id, eos_token_id=self.eos_id, bos_token_id=self.bos_id,
         )
@@ -474,7 +496,8 @@ class HFBackend:
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                                       generation_config=config, logits_processor=processors)
-        return out[:, width:].tolist()  # (B * n, new tokens)
+        new: list[list[int]] = out[:, width:].tolist()  # (B * n, new tokens)
+        return new
 
 
 @contextlib.contextmanager
@@ -493,11 +516,11 @@ def _no_library_bars() -> Iterator[None]:
     if original is None:
         yield
         return
-    gguf_utils.tqdm = functools.partial(original, disable=True)
+    setattr(gguf_utils, "tqdm", functools.partial(original, disable=True))  # not in the module's exports
     try:
         yield
     finally:
-        gguf_utils.tqdm = original
+        setattr(gguf_utils, "tqdm", original)
 
 
 def load_backend(spec: ModelSpec, share_prefixes: bool = True) -> HFBackend:

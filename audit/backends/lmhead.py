@@ -72,7 +72,7 @@ def split_head(model: Any) -> SplitHead | None:
         return None
     config = getattr(model, "config", None)
     cap = getattr(config, "final_logit_softcapping", None)
-    if cap is None and hasattr(config, "get_text_config"):
+    if cap is None and config is not None and hasattr(config, "get_text_config"):
         cap = getattr(config.get_text_config(), "final_logit_softcapping", None)
     vocab = int(getattr(lm_head, "out_features", 0) or getattr(config, "vocab_size", 0) or 0)
     if vocab < 2:
@@ -108,12 +108,13 @@ def _head(lm_head: torch.nn.Module, cap: float | None) -> Head:
     their page faults took as long as the matmul itself (measured: 1.18 s of system time against
     1.53 s of user time for 6,400 positions of a 50k vocabulary; 0.04 s with buffers). Anything else
     (accelerate's hooks, bf16 weights, a subclass) runs as the module and returns a new tensor."""
-    linear = (type(lm_head) is torch.nn.Linear and lm_head.weight.dtype == torch.float32
-              and not lm_head._forward_hooks and not lm_head._forward_pre_hooks and not hasattr(lm_head, "_hf_hook"))
+    linear = (lm_head if type(lm_head) is torch.nn.Linear and lm_head.weight.dtype == torch.float32
+              and not lm_head._forward_hooks and not lm_head._forward_pre_hooks and not hasattr(lm_head, "_hf_hook")
+              else None)  # the plain nn.Linear that may write into `out`
 
     def head(hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        if out is not None and linear and hidden.dim() == 2 and hidden.dtype == torch.float32:
-            weight, bias = lm_head.weight, lm_head.bias
+        if out is not None and linear is not None and hidden.dim() == 2 and hidden.dtype == torch.float32:
+            weight, bias = linear.weight, linear.bias
             logits = (torch.mm(hidden, weight.t(), out=out) if bias is None
                       else torch.addmm(bias, hidden, weight.t(), out=out))  # (C, V), as F.linear computes it
             if cap is not None:

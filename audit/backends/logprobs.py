@@ -56,7 +56,10 @@ def score_continuations(states: torch.Tensor, continuations: Sequence[Sequence[i
     64 MB tensor per chunk costs as much in page faults as the matmul (audit.backends.lmhead._head)."""
     if head is not None and vocab is None:
         raise ValueError("score_continuations: a head needs its vocabulary size")
-    rows_at, cols_at, targets, lengths = [], [], [], []
+    rows_at: list[int] = []
+    cols_at: list[int] = []
+    targets: list[int] = []
+    lengths: list[int] = []
     for r, (cont, s) in enumerate(zip(continuations, starts)):
         rows_at += [r] * len(cont)
         cols_at += range(s, s + len(cont))
@@ -84,8 +87,8 @@ def score_continuations(states: torch.Tensor, continuations: Sequence[Sequence[i
             chosen = logprobs.gather(-1, tgt[:, None])[:, 0]  # (C,)
             picked.append(chosen.cpu())
             hits.append(_argmax_hits(logprobs, chosen, tgt).cpu())
-    logprob = torch.cat(picked).split(lengths)  # per row, in order: float32, summed as lm-eval sums
-    greedy = torch.cat(hits).split(lengths)
+    logprob = torch.split(torch.cat(picked), lengths)  # per row, in order: float32, summed as lm-eval sums
+    greedy = torch.split(torch.cat(hits), lengths)
     return [ContinuationScore(float(lp.sum()), bool(g.all())) for lp, g in zip(logprob, greedy)]
 
 

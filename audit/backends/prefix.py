@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -38,6 +38,9 @@ from audit.backends.decode import new_cache
 from audit.backends.lmhead import SplitHead, scoring_states
 from audit.backends.logprobs import ContinuationScore, score_continuations
 from audit.backends.padding import left_pad
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class SharedGroup:
     continuations: tuple[tuple[int, ...], ...]  # one per option, each non-empty
 
 
-def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int, max_positions: int,
+def shared_scores(model: "PreTrainedModel", groups: Sequence[SharedGroup], pad_id: int, max_positions: int,
                   split: SplitHead | None = None) -> list[ContinuationScore]:
     """The score of every option (groups in order, options in order). `max_positions` bounds the
     position ids given to padding. With `split` (audit.backends.lmhead) the prefill skips the LM head
@@ -61,7 +64,7 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int, max_positio
     conts = [c for g in groups for c in g.continuations]
     tails = [(g.context[-1],) + c[:-1] for g in groups for c in g.continuations]
 
-    out: list[ContinuationScore | None] = [None] * len(tails)
+    out: dict[int, ContinuationScore] = {}  # option row -> its score
     with torch.inference_mode():
         cache = new_cache(model)
         prefill = split.body if split is not None else model  # its logits are not needed
@@ -88,7 +91,7 @@ def shared_scores(model, groups: Sequence[SharedGroup], pad_id: int, max_positio
                                          head=step.head, vocab=step.vocab)  # right padding is never scored
             for r, score in zip(chunk, scores):
                 out[r] = score
-    return out  # type: ignore[return-value]
+    return [out[r] for r in range(len(tails))]  # every row is in exactly one chunk
 
 
 def tail_chunks(lengths: Sequence[int], groups: int, width: int, ratio: float = 2 / 3) -> list[list[int]]:
@@ -96,7 +99,7 @@ def tail_chunks(lengths: Sequence[int], groups: int, width: int, ratio: float = 
     cache, a copy of the `width`-token prefill per row, holds more tokens than the batch plan paid
     for: each context once and each tail once (audit.batching)."""
     paid = groups * width + len(lengths) * max(lengths)
-    out = []
+    out: list[list[int]] = []
     for chunk in length_chunks(lengths, ratio):
         rows = max(1, paid // (width + lengths[chunk[0]]))
         out.extend(chunk[i:i + rows] for i in range(0, len(chunk), rows))

@@ -136,8 +136,8 @@ def _over_row_chunks(fn: Callable[[int, int], torch.Tensor], rows: int) -> list[
     try:
         if workers <= 1:
             return [fn(*span) for span in spans]
-        modes = (torch.is_inference_mode_enabled(), torch.is_grad_enabled())  # thread-local: passed on
-        return list(_pool(workers).map(lambda span: _single_threaded(fn, *span, *modes), spans))
+        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()  # thread-local: passed on
+        return list(_pool(workers).map(lambda span: _single_threaded(fn, span[0], span[1], inference, grad), spans))
     finally:
         torch.set_num_threads(threads)
 

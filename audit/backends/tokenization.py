@@ -9,10 +9,20 @@ tokenizer-only `Tokenization` against a loaded hf backend id for id.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from audit.errors import AuditError
-from audit.types import Generate, LogLikelihood, Request
+from audit.types import Generate, LogLikelihood, Request, Sample
+
+
+def sample_from_tokens(token_ids: Sequence[int], eos_id: int | None, decode: Callable[[list[int]], str]) -> Sample:
+    """A Sample from generated ids: the tokens up to (not including) the first EOS, decoded. Every backend
+    builds its samples here, so the same ids give the same text and `stopped` on hf and vLLM."""
+    tokens = [int(t) for t in token_ids]
+    end = tokens.index(eos_id) if eos_id is not None and eos_id in tokens else None
+    if end is not None:
+        tokens = tokens[:end]  # anything after EOS (hf: padding) is not part of the sample
+    return Sample(decode(tokens), tuple(tokens), end is not None)
 
 
 class Tokenization:
@@ -116,6 +126,10 @@ class Tokenization:
         p = request.params
         prompt = len(self.prompt_tokens(request, chat))
         return prompt + p.max_new_tokens * p.n if share_prompt else (prompt + p.max_new_tokens) * p.n
+
+    def decode(self, ids: list[int]) -> str:
+        """Generated ids as text, special tokens dropped (the `decode` of `sample_from_tokens`)."""
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def shareable(self, ctx: list[int], cont: list[int]) -> bool:
         """A context of one token (BOS) has nothing to share; one that is cut to fit the window is cut

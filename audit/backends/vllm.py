@@ -37,11 +37,12 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
-from audit.backends.hf import GENERATION_PROMPT_RULE, ModelSpec, model_source, resolve_dtype
+from audit.backends.hf import GENERATION_PROMPT_RULE, config_shape, model_source, resolve_dtype
 from audit.backends.tokenization import Tokenization
-from audit.contract import VLLMOptions  # re-exported here too: its home before audit.contract
+from audit.backends.tokenization import sample_from_tokens as sample_from_tokens  # cut and decoded as hf does
+from audit.contract import ModelSpec, VLLMOptions  # VLLMOptions re-exported here too: its home before audit.contract
 from audit.errors import AuditError
 from audit.pinning import pin_folder
 from audit.types import (Backend, Embed, Embedding, Generate, Generation, GenParams, LogLikelihood, LogLikelihoodResult,
@@ -148,16 +149,6 @@ def sample_specs(request: Generate, seed: int) -> list[SampleSpec]:
     if not p.do_sample:
         return [SampleSpec(p.max_new_tokens, 0.0, 1.0, None)]
     return [SampleSpec(p.max_new_tokens, p.temperature, p.top_p, row_seed(seed, request, j)) for j in range(p.n)]
-
-
-def sample_from_tokens(token_ids: Sequence[int], eos_id: Optional[int],
-                       decode: Callable[[list[int]], str]) -> Sample:
-    """A Sample as `hf` builds it: tokens up to (not including) the first EOS, decoded the same way."""
-    tokens = [int(t) for t in token_ids]
-    stopped = eos_id is not None and eos_id in tokens
-    if stopped:
-        tokens = tokens[:tokens.index(eos_id)]
-    return Sample(decode(tokens), tuple(tokens), stopped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,10 +274,7 @@ class VLLMBackend:
             "revision": self.revision,
             "architecture": (getattr(cfg, "architectures", None) or ["unknown"])[0],
             "params": self._params,  # None for hub ids: vLLM does not expose it and nothing is guessed
-            "layers": getattr(cfg, "num_hidden_layers", None),
-            "heads": getattr(cfg, "num_attention_heads", None),
-            "hidden_size": getattr(cfg, "hidden_size", None),
-            "vocab_size": getattr(cfg, "vocab_size", None),
+            **config_shape(cfg),
             "context": self.max_length,
             "dtype": self.dtype,
             "attention": "vllm",
@@ -345,10 +333,9 @@ class VLLMBackend:
                 params.append(SamplingParams(**spec.sampling_kwargs()))
                 owners.append(i)
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731 - as hf decodes
         per_request: list[list[Sample]] = [[] for _ in requests]
         for owner, out in zip(owners, outputs):
-            per_request[owner].append(sample_from_tokens(out.outputs[0].token_ids, self.eos_id, decode))
+            per_request[owner].append(sample_from_tokens(out.outputs[0].token_ids, self.eos_id, self._tok.decode))
         return [Generation(tuple(s)) for s in per_request]
 
 
@@ -413,14 +400,16 @@ def check_equivalence(reference: "HFBackend", candidate: Backend, ll_requests: S
     ref_gen = reference.generate(greedy_requests, 0) if greedy_requests else []
     cand_gen = candidate.generate(greedy_requests, 0) if greedy_requests else []
     identical, gaps = 0, [0.0]
-    for req, a, b in zip(greedy_requests, ref_gen, cand_gen):
-        ta, tb = a.samples[0].tokens, b.samples[0].tokens
+    for req, gen_a, gen_b in zip(greedy_requests, ref_gen, cand_gen):
+        ta, tb = gen_a.samples[0].tokens, gen_b.samples[0].tokens
         i = first_difference(ta, tb)
         if i is None:
             identical += 1
             continue
         if i >= min(len(ta), len(tb)):  # one stopped at EOS where the other went on: compare with EOS
-            ta, tb = (*ta, reference.eos_id), (*tb, reference.eos_id)
+            eos = reference.eos_id
+            assert eos is not None  # only a stop at EOS ends one greedy output before the other
+            ta, tb = (*ta, eos), (*tb, eos)
         ids = torch.tensor([reference._prompt_tokens(req) + list(ta[:i])], device=reference.model.device)
         with torch.inference_mode():
             logprobs = torch.log_softmax(reference.model(input_ids=ids).logits[0, -1].float(), dim=-1)  # (V,)

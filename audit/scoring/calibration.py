@@ -1,7 +1,7 @@
 """Put a toxicity score on the Perspective API's scale, using the RTP records' 2020 Perspective scores.
 
 RealToxicityPrompts' published numbers (expected maximum toxicity, toxicity probability at >= 0.5) are
-in Perspective TOXICITY units. Every bundled RTP record (probes/data/real_toxicity_prompts/) carries
+in Perspective TOXICITY units. Every bundled RTP record (`ScorerData.prompt_toxicity_records`) carries
 the 2020 Perspective toxicity of its prompt and of its human continuation, so a scorer's raw output
 can be mapped onto that scale by isotonic regression: the map is monotone (it never reorders texts)
 and estimates E[Perspective | raw score].
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
@@ -33,16 +32,14 @@ from audit.errors import AuditError
 
 Part = Literal["fit", "calibrate", "validate"]
 PARTS: tuple[Part, ...] = ("fit", "calibrate", "validate")
-RTP_DIR = Path(str(resources.files("probes") / "data" / "real_toxicity_prompts"))
-RTP_FILES = ("decodingtrust_toxic.jsonl", "decodingtrust_nontoxic.jsonl")
 # Bucket edges of the hash in [0, 1): [0, 0.5) validate, [0.5, 0.65) calibrate, [0.65, 1) fit. (A 25/25
 # fit/calibrate split gave the head about 0.005 less ROC-AUC against Perspective on validate.)
 SPLIT_EDGES = {"validate": (0.0, 0.5), "calibrate": (0.5, 0.65), "fit": (0.65, 1.0)}
-SPLIT_SALT = "opt-audit/rtp-perspective-split/v1"  # change it and every split changes
+SPLIT_SALT = "opt-audit/rtp-perspective-split/v1"  # hashed as recorded: change it and every split changes
 
 
 @dataclass(frozen=True)
-class RtpText:
+class ScoredText:
     """One RTP text (a prompt or a human continuation) with its 2020 Perspective toxicity."""
 
     text: str
@@ -62,14 +59,14 @@ def split_of(record_key: str) -> Part:
     raise AssertionError(u)  # unreachable: the edges cover [0, 1)
 
 
-def load_rtp_texts(paths: Iterable[Path] | None = None) -> list[RtpText]:
+def load_scored_texts(paths: Iterable[Path]) -> list[ScoredText]:
     """Every distinct prompt and continuation text with a Perspective toxicity, tagged with its split.
 
     Texts without a score are skipped; a text seen twice keeps its first score, and a text seen in
     two splits is kept only in the earliest of validate, calibrate, fit (no leakage into validation).
     """
-    paths = [RTP_DIR / f for f in RTP_FILES] if paths is None else [Path(p) for p in paths]
-    found: dict[str, RtpText] = {}
+    paths = [Path(p) for p in paths]
+    found: dict[str, ScoredText] = {}
     rank = {"validate": 0, "calibrate": 1, "fit": 2}
     for path in paths:
         try:
@@ -94,7 +91,7 @@ def load_rtp_texts(paths: Iterable[Path] | None = None) -> list[RtpText]:
                     raise AuditError(f"RTP file {path} line {line_no}: {role}.toxicity {tox!r} not in [0, 1]")
                 old = found.get(text)
                 if old is None or rank[part] < rank[old.part]:
-                    found[text] = RtpText(text, float(tox), key, part, role)  # type: ignore[arg-type]
+                    found[text] = ScoredText(text, float(tox), key, part, role)  # type: ignore[arg-type]
     if not found:
         raise AuditError("no scored RTP texts in " + ", ".join(map(str, paths)))
     return list(found.values())

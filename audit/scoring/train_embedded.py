@@ -6,7 +6,8 @@ degenerate text as toxic (a random-weight tiny model looked more toxic than a cl
 every fluent model's RealToxicityPrompts toxicity probability at 1.0. v2 adds the negatives models
 actually produce, neutral text naming identities, and Perspective-scored web text.
 
-Training data (bundled under probes/data/, see each SOURCE.md; all targets in [0, 1]):
+Training data (`audit.scoring.data.ScorerData`, bundled beside the probes with a SOURCE.md each; all
+targets in [0, 1]):
 - Davidson et al. 2017 tweets: hate or offensive -> 1, neither -> 0 (MIT).
 - ToxiGen prompt statements: hate_* -> 1, neutral_* -> 0 (MIT + CDLA-Permissive-2.0).
 - RealToxicityPrompts records of the `fit` split (`audit.scoring.calibration`): target = the text's
@@ -25,7 +26,8 @@ Deterministic end to end: every random choice comes from `numpy.random.SeedSeque
 seeded initialisation and runs a capped number of float64 L-BFGS iterations, and the head is JSON
 (never pickle). Two runs on one machine give byte-identical files.
 
-    python -m audit.scoring.train_embedded [OUT.json]
+    opt-audit scorers train-embedded --out OUT.json
+    python -m audit.scoring.train_embedded [OUT.json]   (default: the installed head)
 """
 
 from __future__ import annotations
@@ -37,28 +39,26 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Callable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from audit.errors import AuditError
-from audit.scoring.calibration import RTP_FILES, calibration_error, fit_isotonic, load_rtp_texts
+from audit.scoring.calibration import calibration_error, fit_isotonic, load_scored_texts
+from audit.scoring.data import DataFile, ScorerData
 from audit.scoring.embedded import (DEFAULT_HEAD, EMBED_DIM, HEAD_FORMAT, HEAD_VERSION, encode, encoder_label,
                                     encoder_sha256, load_encoder, sha256_file, sigmoid)
 from audit.store import atomic_write_text
 
-DATA_DIR = Path(str(resources.files("probes") / "data"))  # bundled data, wherever it is installed
-
 
 @dataclass
-class ToxigenStatements:
-    """Distinct ToxiGen statements per label, and how many lines needed each repair."""
+class Statements:
+    """Distinct hateful and benign statements (ToxiGen's), and how many lines needed each repair."""
 
     toxic: list[str]
     nontoxic: list[str]
-    files: list[Path]
+    files: list[DataFile]
     repairs: dict[str, int] = field(default_factory=dict)
 
 
@@ -69,43 +69,27 @@ class Example:
     source: str  # a key of Recipe.source_weights
 
 
-class ToxigenLine(Protocol):
-    """One ToxiGen prompt line as the probe's parser reads it (probes.toxigen.parse_line)."""
-
-    statements: tuple[str, ...]
-    glued: bool  # two statements ran together without a separator
-    missing_end: bool  # the line lacked its final separator
-
-
-ToxigenParser = Callable[[str], ToxigenLine]
-
-
-def load_toxigen(prompts_dir: Path, parse: ToxigenParser) -> ToxigenStatements:
-    """All distinct statements of the hate_*/neutral_* prompt files, in first-seen order; `parse` is the
-    ToxiGen probe's own line parser (passed in: scoring sits below probes/)."""
-    files = sorted(prompts_dir.glob("*.txt"))
-    if not files:
-        raise AuditError(f"no ToxiGen prompt files in {prompts_dir}")
+def load_statements(data: ScorerData) -> Statements:
+    """All distinct statements of the hateful and the benign statement files, in first-seen order, read
+    by `data.parse_statements` (the ToxiGen probe's own line parser)."""
+    if not data.hateful_statements and not data.benign_statements:
+        raise AuditError("no statement files")
     seen: dict[int, dict[str, None]] = {1: {}, 0: {}}
     glued = missing_end = 0
-    for path in files:
-        if path.name.startswith("hate_"):
-            label = 1
-        elif path.name.startswith("neutral_"):
-            label = 0
-        else:
-            raise AuditError(f"ToxiGen file {path}: name must start with hate_ or neutral_")
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            parsed = parse(line)
-            glued += parsed.glued
-            missing_end += parsed.missing_end
-            for s in parsed.statements:
-                seen[label].setdefault(s, None)
+    for label, files in ((1, data.hateful_statements), (0, data.benign_statements)):
+        for file in files:
+            for line in file.path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                parsed = data.parse_statements(line)
+                glued += parsed.glued
+                missing_end += parsed.missing_end
+                for s in parsed.statements:
+                    seen[label].setdefault(s, None)
     both = set(seen[1]) & set(seen[0])  # a statement in both kinds of file has no clear label
-    return ToxigenStatements(
-        toxic=[s for s in seen[1] if s not in both], nontoxic=[s for s in seen[0] if s not in both], files=files,
+    return Statements(
+        toxic=[s for s in seen[1] if s not in both], nontoxic=[s for s in seen[0] if s not in both],
+        files=[*data.hateful_statements, *data.benign_statements],
         repairs={"lines_missing_separator": glued, "lines_missing_final_separator": missing_end,
                  "statements_in_both_labels_dropped": len(both)})
 
@@ -157,15 +141,14 @@ def _take(rng: np.random.Generator, items: Sequence[str], k: int) -> list[str]:
 
 # --- neutral text: natural sentences, and identity terms in neutral or positive templates ---
 
-BOLD_FIT_DOMAINS = ("gender", "profession", "race")  # training draws on these BOLD domains ...
-BOLD_HELDOUT_DOMAINS = ("political_ideology", "religious_ideology")  # ... and validation on these
+FIT_DOMAINS = ("gender", "profession", "race")  # training draws on these sentence-beginning domains ...
+HELDOUT_DOMAINS = ("political_ideology", "religious_ideology")  # ... and validation on these
 
 
-def load_bold_sentences(data_dir: Path, domains: Sequence[str]) -> list[str]:
-    """BOLD's Wikipedia sentence beginnings for `domains`, distinct, in file order (neutral text)."""
+def load_sentences(paths: Sequence[Path]) -> list[str]:
+    """BOLD's Wikipedia sentence beginnings in `paths`, distinct, in file order (neutral text)."""
     out: dict[str, None] = {}
-    for domain in domains:
-        path = data_dir / "bold" / "prompts" / f"{domain}_prompt.json"
+    for path in paths:
         try:
             groups = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
@@ -199,15 +182,14 @@ class IdentityTerms(NamedTuple):
     nouns: list[tuple[str, str]]  # (singular, plural), e.g. ("woman", "women")
 
 
-def load_identity_terms(data_dir: Path) -> IdentityTerms:
+def load_identity_terms(descriptors_path: Path, nouns_path: Path) -> IdentityTerms:
     """HolisticBias v1.1 descriptors (protected-attribute categories; dispreferred and polarizing
     terms dropped) and nouns."""
-    folder = data_dir / "holistic_bias" / "v1.1"
     try:
-        descriptors = json.loads((folder / "descriptors.json").read_text(encoding="utf-8"))
-        nouns = json.loads((folder / "nouns.json").read_text(encoding="utf-8"))
+        descriptors = json.loads(descriptors_path.read_text(encoding="utf-8"))
+        nouns = json.loads(nouns_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise AuditError(f"HolisticBias files in {folder}: cannot read ({e})") from e
+        raise AuditError(f"HolisticBias files {descriptors_path}, {nouns_path}: cannot read ({e})") from e
     terms: dict[str, None] = {}
     for category in HB_CATEGORIES:
         for items in descriptors.get(category, {}).values():
@@ -256,12 +238,12 @@ class DegenerateSource:
     words: tuple[str, ...]  # their distinct words
 
 
-def degenerate_source(data_dir: Path, domains: Sequence[str]) -> DegenerateSource:
-    """The bundled OPT tokenizer and BOLD's sentences from `domains`."""
+def degenerate_source(sentence_files: Sequence[Path]) -> DegenerateSource:
+    """The bundled OPT tokenizer and the sentence beginnings in `sentence_files`."""
     from audit.tiny import load_opt_tokenizer
 
     tok = load_opt_tokenizer()
-    sentences = tuple(load_bold_sentences(data_dir, domains))
+    sentences = tuple(load_sentences(sentence_files))
     stripped = (w.strip(".,;:!?\"'()") for s in sentences for w in s.split())
     words = tuple(dict.fromkeys(w for w in stripped if w))
     return DegenerateSource(lambda ids: tok.decode(ids, skip_special_tokens=True), len(tok), sentences, words)
@@ -415,22 +397,43 @@ class Recipe:
     davidson_hate: int = 1419  # all of Davidson's distinct hate-class tweets
     davidson_offensive: int = 1500
     davidson_neither: int = 3000
-    toxigen: int = 10_000  # per label, i.e. all distinct statements
+    statements: int = 10_000  # hateful and benign statements, per label, i.e. all distinct ones
     degenerate: int = 2000  # 250 of each of the 8 kinds
     identity: int = 1000  # HolisticBias template sentences
-    bold: int = 1000  # BOLD sentence beginnings
-    rtp: int = 100_000  # RTP `fit` texts with Perspective soft targets (default: all of them)
+    sentences: int = 1000  # BOLD sentence beginnings
+    scored_texts: int = 100_000  # RTP `fit` texts with Perspective soft targets (default: all of them)
     calibrate: int = 100_000  # RTP `calibrate` texts for the isotonic map (default: all of them)
     source_weights: tuple[tuple[str, float], ...] = (
-        ("davidson_toxic", 4.0), ("davidson_nontoxic", 4.0), ("toxigen_toxic", 2.0), ("toxigen_nontoxic", 2.0),
-        ("rtp", 6.0), ("degenerate", 3.0), ("identity", 1.5), ("bold", 1.5))
+        ("davidson_toxic", 4.0), ("davidson_nontoxic", 4.0), ("hateful_statements", 2.0),
+        ("benign_statements", 2.0), ("scored_texts", 6.0), ("degenerate", 3.0), ("identity", 1.5),
+        ("sentences", 1.5))
     hidden: int = 64  # ReLU units; 0 means a logistic-regression head
     l2: float = 1e-3  # on all weights (not biases), against the weighted mean log-loss
     max_iter: int = 300  # L-BFGS iterations (MLP) ...
     newton_steps: int = 25  # ... or Newton steps (logistic)
 
+    def to_json(self) -> dict[str, Any]:
+        """The recipe as the head file records it, under its recorded names (`RECORDED_AS`)."""
+        return {recorded(k): ({recorded(s): w for s, w in v} if k == "source_weights" else v)
+                for k, v in asdict(self).items()}
 
-SOURCES = ("davidson", "toxigen", "rtp", "degenerate", "identity", "bold")  # one SeedSequence child each
+
+# The shipped head (embedded_head_v2.json) records its recipe, sources and repairs under the names of
+# the data sets they came from. The file's sha256 is part of every run's scorer id (and so of every
+# cache key), so those names are kept as recorded data here, and the code uses names that say what the
+# text is.
+RECORDED_AS = {"statements": "toxigen", "hateful_statements": "toxigen_toxic",
+               "benign_statements": "toxigen_nontoxic", "statement_repairs": "toxigen_repairs",
+               "scored_texts": "rtp", "sentences": "bold"}
+
+
+def recorded(name: str) -> str:
+    """The name the head file gives a recipe field, a source or a record (itself, unless renamed)."""
+    return RECORDED_AS.get(name, name)
+
+
+# one SeedSequence child each, in this order (the order fixes every source's draws)
+SOURCES = ("davidson", "statements", "scored_texts", "degenerate", "identity", "sentences")
 
 
 @dataclass(frozen=True)
@@ -438,39 +441,38 @@ class TrainingSet:
     examples: list[Example]
     calibrate: list[tuple[str, float]]  # RTP `calibrate` split: (text, Perspective toxicity)
     counts: dict[str, int]
-    files: list[Path]  # every data file read, for the head's sha256 list
-    toxigen_repairs: dict[str, int]
+    files: list[DataFile]  # every data file read, for the head's sha256 list
+    statement_repairs: dict[str, int]
 
 
-def build_training_set(data_dir: Path, recipe: Recipe, seed: int, toxigen_parser: ToxigenParser) -> TrainingSet:
+def build_training_set(data: ScorerData, recipe: Recipe, seed: int) -> TrainingSet:
     """Draw every source's examples from its own child of SeedSequence(seed)."""
     rngs = dict(zip(SOURCES, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(SOURCES)))))
     ex: list[Example] = []
-    dav_csv = data_dir / "davidson_hate_offensive" / "labeled_data.csv"
-    dav = load_davidson(dav_csv)
+    dav = load_davidson(data.labelled_tweets.path)
     r = rngs["davidson"]
     ex += [Example(t, 1.0, "davidson_toxic") for t in _take(r, dav["hate"], recipe.davidson_hate)]
     ex += [Example(t, 1.0, "davidson_toxic") for t in _take(r, dav["offensive"], recipe.davidson_offensive)]
     ex += [Example(t, 0.0, "davidson_nontoxic") for t in _take(r, dav["neither"], recipe.davidson_neither)]
-    tg = load_toxigen(data_dir / "toxigen" / "prompts", toxigen_parser)
-    ex += [Example(t, 1.0, "toxigen_toxic") for t in _take(rngs["toxigen"], tg.toxic, recipe.toxigen)]
-    ex += [Example(t, 0.0, "toxigen_nontoxic") for t in _take(rngs["toxigen"], tg.nontoxic, recipe.toxigen)]
-    rtp_paths = [data_dir / "real_toxicity_prompts" / f for f in RTP_FILES]
-    rtp = load_rtp_texts(rtp_paths)
-    fit = {t.text: t.perspective for t in rtp if t.part == "fit"}
-    ex += [Example(t, fit[t], "rtp") for t in _take(rngs["rtp"], list(fit), recipe.rtp)]
-    src = degenerate_source(data_dir, BOLD_FIT_DOMAINS)
+    st = load_statements(data)
+    r = rngs["statements"]
+    ex += [Example(t, 1.0, "hateful_statements") for t in _take(r, st.toxic, recipe.statements)]
+    ex += [Example(t, 0.0, "benign_statements") for t in _take(r, st.nontoxic, recipe.statements)]
+    scored = load_scored_texts(f.path for f in data.prompt_toxicity_records)
+    fit = {t.text: t.perspective for t in scored if t.part == "fit"}
+    ex += [Example(t, fit[t], "scored_texts") for t in _take(rngs["scored_texts"], list(fit), recipe.scored_texts)]
+    sentence_files = data.sentence_files(FIT_DOMAINS)
+    src = degenerate_source([f.path for f in sentence_files])
     ex += [Example(t, 0.0, "degenerate") for _, t in degenerate_texts(rngs["degenerate"], recipe.degenerate, src)]
-    terms, nouns = load_identity_terms(data_dir)
+    terms, nouns = load_identity_terms(data.identity_descriptors.path, data.identity_nouns.path)
     ex += [Example(t, 0.0, "identity") for t in identity_sentences(rngs["identity"], recipe.identity, terms, nouns)]
-    ex += [Example(t, 0.0, "bold") for t in _take(rngs["bold"], src.sentences, recipe.bold)]
+    ex += [Example(t, 0.0, "sentences") for t in _take(rngs["sentences"], src.sentences, recipe.sentences)]
     counts = {name: sum(e.source == name for e in ex) for name, _ in recipe.source_weights}
-    files = [dav_csv, *tg.files, *rtp_paths,
-             *(data_dir / "bold" / "prompts" / f"{d}_prompt.json" for d in BOLD_FIT_DOMAINS),
-             *(data_dir / "holistic_bias" / "v1.1" / f for f in ("descriptors.json", "nouns.json"))]
-    cal = {t.text: t.perspective for t in rtp if t.part == "calibrate"}
-    calibrate = [(t, cal[t]) for t in _take(rngs["rtp"], list(cal), recipe.calibrate)]
-    return TrainingSet(ex, calibrate, counts, files, tg.repairs)
+    files = [data.labelled_tweets, *st.files, *data.prompt_toxicity_records, *sentence_files,
+             data.identity_descriptors, data.identity_nouns]
+    cal = {t.text: t.perspective for t in scored if t.part == "calibrate"}
+    calibrate = [(t, cal[t]) for t in _take(rngs["scored_texts"], list(cal), recipe.calibrate)]
+    return TrainingSet(ex, calibrate, counts, files, st.repairs)
 
 
 def example_weights(examples: Sequence[Example], recipe: Recipe) -> np.ndarray:
@@ -497,20 +499,14 @@ def head_json(obj: dict) -> str:
     return _NUMBER_LIST.sub(lambda m: re.sub(r"\s+", "", m.group(0)).replace(",", ", "), text) + "\n"
 
 
-def train_embedded_head(out_path: Path, *, seed: int = 0, recipe: Recipe = Recipe(), data_dir: Path = DATA_DIR,
-                        batch_size: int = 64, toxigen_parser: ToxigenParser | None = None) -> Path:
-    """Train the head, calibrate it onto Perspective's scale, and write it atomically; returns `out_path`.
-    `toxigen_parser` reads ToxiGen prompt lines (default: the probe's, as `opt-audit scorers train-embedded`
-    passes it: audit.cli.toxigen_parser)."""
+def train_embedded_head(out_path: Path, data: ScorerData, *, seed: int = 0, recipe: Recipe = Recipe(),
+                        batch_size: int = 64) -> Path:
+    """Train the head on `data` (the bundled data: `audit.cli.bundled_scorer_data()`), calibrate it onto
+    Perspective's scale, and write it atomically; returns `out_path`."""
     from audit.scoring.embedded import Head
     from audit.scoring.calibration import IsotonicMap
 
-    if toxigen_parser is None:
-        from audit.cli import toxigen_parser as bundled_parser
-
-        toxigen_parser = bundled_parser()
-    data_dir = Path(data_dir)
-    ts = build_training_set(data_dir, recipe, seed, toxigen_parser)
+    ts = build_training_set(data, recipe, seed)
     texts = [e.text for e in ts.examples]
     y = np.array([e.target for e in ts.examples], dtype=np.float64)
     w = example_weights(ts.examples, recipe)
@@ -560,13 +556,13 @@ def train_embedded_head(out_path: Path, *, seed: int = 0, recipe: Recipe = Recip
                         "method": cal_json["method"], "split": "calibrate", "n": len(cal_texts),
                         "ece_in_sample": in_sample, "ece_sigmoid_before": raw_ece,
                         "x": cal_json["x"], "y": cal_json["y"]},
-        "training_data": {p.relative_to(data_dir).as_posix(): sha256_file(p) for p in ts.files},
-        "n_train": {**ts.counts, "total": len(ts.examples)},
+        "training_data": {f.name: sha256_file(f.path) for f in ts.files},
+        "n_train": {**{recorded(k): v for k, v in ts.counts.items()}, "total": len(ts.examples)},
         "train_log_loss": log_loss(z_train, y, w),
         "train_weighted_accuracy": float(w @ ((head_cal.toxicity(x) >= 0.5) == (y >= 0.5)) / w.sum()),
-        "toxigen_repairs": ts.toxigen_repairs,
+        recorded("statement_repairs"): ts.statement_repairs,
         "seed": seed,
-        "recipe": {k: (dict(v) if k == "source_weights" else v) for k, v in asdict(recipe).items()},
+        "recipe": recipe.to_json(),
     }
     out_path = Path(out_path)
     atomic_write_text(out_path, head_json(head))
@@ -574,10 +570,13 @@ def train_embedded_head(out_path: Path, *, seed: int = 0, recipe: Recipe = Recip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Rebuild a head (default: the installed one) from the bundled data, wired as the CLI wires it."""
+    from audit.cli import bundled_scorer_data
+
     args = list(sys.argv[1:] if argv is None else argv)
     out = Path(args[0]) if args else DEFAULT_HEAD
     start = time.perf_counter()
-    train_embedded_head(out)
+    train_embedded_head(out, bundled_scorer_data())
     print(f"wrote {out} in {time.perf_counter() - start:.1f}s")
     return 0
 

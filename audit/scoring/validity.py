@@ -16,6 +16,7 @@
   punctuation; `train_embedded.degenerate_texts` with a seed and BOLD domains that training never
   uses) scored >= 0.5. Small and broken models emit exactly this, and none of it is toxic.
 
+The data comes in as one `audit.scoring.data.ScorerData` (the bundled one: `audit.cli.bundled_scorer_data`).
 Works with any Scorer that has a "toxicity" key. The record is written as versioned JSON beside the
 scorer's weights and summarised in every report that uses that scorer.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,23 +33,29 @@ import numpy as np
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.scoring.base import Scorer, score_texts
-from audit.scoring.calibration import RTP_DIR, RTP_FILES, calibration_error, load_rtp_texts
+from audit.scoring.calibration import calibration_error, load_scored_texts
+from audit.scoring.data import DataFile, ScorerData
 from audit.store import atomic_write_json
 from audit.pinning import sha256_file
 
 SCHEMA_VERSION = 2  # 2: Perspective agreement, degenerate-text false positives, calibration
 THRESHOLD = 0.5
-DATA_DIR = Path(str(resources.files("probes") / "data"))  # bundled data, wherever it is installed
-HATECHECK_CSV = DATA_DIR / "hatecheck" / "test_suite_cases.csv"
-ETHOS_CSV = DATA_DIR / "ethos" / "Ethos_Dataset_Binary.csv"
-HATECHECK_CITATION = ("Paul Röttger, Bertie Vidgen, Dong Nguyen, Zeerak Waseem, Helen Margetts, Janet B. "
+# The record's sections are named after the data sets measured on (schema 2): every record written,
+# every run that carries a summary of one, and the reports read these names, so they are kept, once.
+FUNCTIONAL_TESTS = "hatecheck"  # the per-functionality accuracy section
+LABELLED_HATE_SPEECH = "ethos"  # the ROC-AUC / F1 section
+HELDOUT_DOMAINS = "bold_domains"  # the degenerate section's list of sentence-beginning domains
+# The headline numbers of a summary (`validity_summary`), with how reports and cards label them.
+HEADLINE_NUMBERS = ((f"{FUNCTIONAL_TESTS}_accuracy", "HateCheck accuracy"),
+                    (f"{LABELLED_HATE_SPEECH}_roc_auc", "ETHOS ROC-AUC"))
+FUNCTIONAL_TESTS_CITATION = ("Paul Röttger, Bertie Vidgen, Dong Nguyen, Zeerak Waseem, Helen Margetts, Janet B. "
                       "Pierrehumbert. HateCheck: Functional Tests for Hate Speech Detection Models. ACL 2021.")
 RTP_CITATION = ("Samuel Gehman, Suchin Gururangan, Maarten Sap, Yejin Choi, Noah A. Smith. RealToxicityPrompts: "
                 "Evaluating Neural Toxic Degeneration in Language Models. Findings of EMNLP 2020 (records with 2020 "
                 "Perspective API scores; DecodingTrust's sample, Wang et al. 2023).")
 DEGENERATE_SEED = 20_211  # the held-out degenerate set; training uses other seeds (train_embedded)
 DEGENERATE_N = 2_000  # 250 of each of the 8 kinds
-ETHOS_CITATION = ("Ioannis Mollas, Zoe Chrysopoulou, Stamatis Karlos, Grigorios Tsoumakas. ETHOS: a multi-label "
+HATE_SPEECH_CITATION = ("Ioannis Mollas, Zoe Chrysopoulou, Stamatis Karlos, Grigorios Tsoumakas. ETHOS: a multi-label "
                   "hate speech detection dataset. Complex & Intelligent Systems, 2022.")
 
 
@@ -97,9 +103,7 @@ def f1_score(predicted: Sequence[bool], labels: Sequence[int]) -> float:
     return 0.0 if tp == 0 else 2.0 * tp / (2.0 * tp + fp + fn)
 
 
-
-
-def load_hatecheck(path: Path) -> list[dict[str, str]]:
+def load_functional_tests(path: Path) -> list[dict[str, str]]:
     """Rows with functionality, test_case and label_gold ('hateful' / 'non-hateful')."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
@@ -119,28 +123,6 @@ def load_hatecheck(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def load_ethos(path: Path) -> list[tuple[str, int]]:
-    """(comment, hate) pairs; hate = isHate >= 0.5, since isHate is a share of annotators."""
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter=";")
-            for col in ("comment", "isHate"):
-                if col not in (reader.fieldnames or []):
-                    raise AuditError(f"ETHOS file {path}: missing column {col!r}")
-            out = []
-            for i, row in enumerate(reader, start=2):
-                try:
-                    share = float(row["isHate"])
-                except (TypeError, ValueError) as e:
-                    raise AuditError(f"ETHOS file {path} row {i}: isHate {row['isHate']!r} is not a number") from e
-                out.append((row["comment"], int(share >= 0.5)))
-    except OSError as e:
-        raise AuditError(f"ETHOS file {path}: cannot read ({e})") from e
-    if not out:
-        raise AuditError(f"ETHOS file {path}: no rows")
-    return out
-
-
 def _toxicity(scorer: Scorer, texts: list[str]) -> np.ndarray:
     if "toxicity" not in scorer.keys:
         raise AuditError(f"scorer {scorer.name} has no 'toxicity' key (keys: {list(scorer.keys)})")
@@ -152,9 +134,9 @@ def _round(x: float) -> float:
     return round(float(x), 6)
 
 
-def perspective_agreement(scorer: Scorer, rtp_paths: Sequence[Path] | None = None) -> dict[str, Any]:
+def perspective_agreement(scorer: Scorer, paths: Sequence[Path]) -> dict[str, Any]:
     """Agreement with 2020 Perspective on the held-out (`validate`) RTP texts: rho, ROC-AUC, ECE."""
-    texts = [t for t in load_rtp_texts(rtp_paths) if t.part == "validate"]
+    texts = [t for t in load_scored_texts(paths) if t.part == "validate"]
     scores = _toxicity(scorer, [t.text for t in texts])
     target = np.array([t.perspective for t in texts])
     toxic = target >= THRESHOLD
@@ -168,31 +150,31 @@ def perspective_agreement(scorer: Scorer, rtp_paths: Sequence[Path] | None = Non
             "citation": RTP_CITATION}
 
 
-def degenerate_false_positives(scorer: Scorer, *, seed: int = DEGENERATE_SEED, n: int = DEGENERATE_N,
-                               data_dir: Path = DATA_DIR) -> dict[str, Any]:
+def degenerate_false_positives(scorer: Scorer, data: ScorerData, *, seed: int = DEGENERATE_SEED,
+                               n: int = DEGENERATE_N) -> dict[str, Any]:
     """The share of a held-out set of degenerate texts (none toxic) scored >= 0.5, overall and per kind."""
-    from audit.scoring.train_embedded import BOLD_HELDOUT_DOMAINS, degenerate_source, degenerate_texts
+    from audit.scoring.train_embedded import HELDOUT_DOMAINS as domains, degenerate_source, degenerate_texts
 
-    pairs = degenerate_texts(np.random.default_rng(seed), n, degenerate_source(data_dir, BOLD_HELDOUT_DOMAINS))
+    source = degenerate_source([f.path for f in data.sentence_files(domains)])
+    pairs = degenerate_texts(np.random.default_rng(seed), n, source)
     scores = _toxicity(scorer, [t for _, t in pairs])
     flagged = scores >= THRESHOLD
     kinds = [k for k, _ in pairs]
     ci = wilson_interval(int(flagged.sum()), len(pairs))
     per_kind = {k: _round(flagged[np.array([x == k for x in kinds])].mean()) for k in dict.fromkeys(kinds)}
     worst = max(range(len(pairs)), key=lambda i: (scores[i], -i))
-    return {"n": len(pairs), "seed": seed, "bold_domains": list(BOLD_HELDOUT_DOMAINS),
+    return {"n": len(pairs), "seed": seed, HELDOUT_DOMAINS: list(domains),
             "fpr": _round(flagged.mean()), "ci": [_round(ci[0]), _round(ci[1])] if ci else None,
             "per_kind": per_kind, "mean_score": _round(scores.mean()),
             "highest": {"kind": kinds[worst], "text": pairs[worst][1][:200], "score": _round(scores[worst])}}
 
 
-def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_csv: Path = HATECHECK_CSV,
-                    ethos_csv: Path = ETHOS_CSV, rtp_paths: Sequence[Path] | None = None,
+def validate_scorer(scorer: Scorer, data: ScorerData, *, out_path: Path | None = None, agreement: bool = True,
                     degenerate: bool = True) -> dict[str, Any]:
-    """Score HateCheck, ETHOS, the held-out RTP texts and degenerate text with `scorer`; return (and
-    optionally write) the validity record. `rtp_paths=()` or `degenerate=False` leave a part out
-    (recorded as null, never silently)."""
-    hc = load_hatecheck(Path(hatecheck_csv))
+    """Score the functional tests (HateCheck), the labelled hate speech (ETHOS), the held-out RTP texts and
+    degenerate text of `data` with `scorer`; return (and optionally write) the validity record.
+    `agreement=False` or `degenerate=False` leave a part out (recorded as null, never silently)."""
+    hc = load_functional_tests(data.functional_tests.path)
     hc_scores = _toxicity(scorer, [r["test_case"] for r in hc])
     correct = (hc_scores >= THRESHOLD) == np.array([r["label_gold"] == "hateful" for r in hc])
     funcs: dict[str, dict[str, Any]] = {}
@@ -202,15 +184,15 @@ def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_c
         ci = wilson_interval(k, n)
         funcs[name] = {"accuracy": _round(k / n), "n": n, "ci": [_round(ci[0]), _round(ci[1])] if ci else None}
 
-    ethos = load_ethos(Path(ethos_csv))
-    labels = [y for _, y in ethos]
-    e_scores = _toxicity(scorer, [t for t, _ in ethos])
+    labelled = data.read_labelled_hate_speech(data.labelled_hate_speech.path)
+    labels = [int(hate) for _, hate in labelled]
+    e_scores = _toxicity(scorer, [t for t, _ in labelled])
     auc = roc_auc(e_scores, labels)
     f1 = f1_score(e_scores >= THRESHOLD, labels)
 
-    rtp_list = [RTP_DIR / f for f in RTP_FILES] if rtp_paths is None else [Path(p) for p in rtp_paths]
-    persp = perspective_agreement(scorer, rtp_list) if rtp_list else None
-    degen = degenerate_false_positives(scorer) if degenerate else None
+    scored_files = list(data.prompt_toxicity_records) if agreement else []
+    persp = perspective_agreement(scorer, [f.path for f in scored_files]) if scored_files else None
+    degen = degenerate_false_positives(scorer, data) if degenerate else None
     calibration = _scorer_calibration(scorer)
 
     weak = sorted(funcs, key=lambda f: (funcs[f]["accuracy"], f))[:3]
@@ -223,27 +205,24 @@ def validate_scorer(scorer: Scorer, *, out_path: Path | None = None, hatecheck_c
     if degen:
         summary += f"; degenerate-text false positives {100 * degen['fpr']:.2f}%"
     summary += f"; weakest on {weak_text}"
-    data_sha = {"hatecheck/" + Path(hatecheck_csv).name: sha256_file(hatecheck_csv),
-                "ethos/" + Path(ethos_csv).name: sha256_file(ethos_csv)}
-    data_sha.update({"real_toxicity_prompts/" + p.name: sha256_file(p) for p in rtp_list})
-    if degen:  # the held-out degenerate text is drawn from these BOLD files (and the bundled OPT tokenizer)
-        bold = [f"bold/prompts/{d}_prompt.json" for d in degen["bold_domains"]]
-        data_sha.update({name: sha256_file(DATA_DIR / name) for name in bold})
+    files: list[DataFile] = [data.functional_tests, data.labelled_hate_speech, *scored_files]
+    if degen:  # the held-out degenerate text is drawn from these files (and the bundled OPT tokenizer)
+        files += data.sentence_files(degen[HELDOUT_DOMAINS])
     record = {
         "schema_version": SCHEMA_VERSION,
         "scorer": scorer.name,
         "scorer_id": scorer.id,
         "threshold": THRESHOLD,
-        "hatecheck": {"accuracy": _round(hc_acc), "n": len(hc), "functionalities": funcs,
-                      "citation": HATECHECK_CITATION},
-        "ethos": {"roc_auc": _round(auc), "f1": _round(f1), "n": len(ethos), "n_hate": int(sum(labels)),
-                  "citation": ETHOS_CITATION},
+        FUNCTIONAL_TESTS: {"accuracy": _round(hc_acc), "n": len(hc), "functionalities": funcs,
+                           "citation": FUNCTIONAL_TESTS_CITATION},
+        LABELLED_HATE_SPEECH: {"roc_auc": _round(auc), "f1": _round(f1), "n": len(labelled),
+                               "n_hate": int(sum(labels)), "citation": HATE_SPEECH_CITATION},
         "perspective": persp,
         "degenerate": degen,
         "calibration": calibration,
         "weak_spots": weak,
         "summary": summary,
-        "data_sha256": data_sha,
+        "data_sha256": {f.name: sha256_file(f.path) for f in files},
     }
     if out_path is not None:
         atomic_write_json(Path(out_path), record)
@@ -269,12 +248,13 @@ def validity_summary(path: Path, scorer_id: str) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
+        tests, labelled = record[FUNCTIONAL_TESTS], record[LABELLED_HATE_SPEECH]
         summary = {"path": Path(path).name, "schema_version": record.get("schema_version"),
                    "summary": record["summary"],
-                   "hatecheck_accuracy": record["hatecheck"]["accuracy"],
-                   "ethos_roc_auc": record["ethos"]["roc_auc"], "ethos_f1": record["ethos"]["f1"],
-                   "weak_spots": {f: record["hatecheck"]["functionalities"][f]["accuracy"]
-                                  for f in record.get("weak_spots", [])},
+                   f"{FUNCTIONAL_TESTS}_accuracy": tests["accuracy"],
+                   f"{LABELLED_HATE_SPEECH}_roc_auc": labelled["roc_auc"],
+                   f"{LABELLED_HATE_SPEECH}_f1": labelled["f1"],
+                   "weak_spots": {f: tests["functionalities"][f]["accuracy"] for f in record.get("weak_spots", [])},
                    "scorer_id": record.get("scorer_id")}
         # schema 2 parts; null when a record (or an older schema) has no such part
         persp = record.get("perspective")
@@ -295,7 +275,7 @@ def validity_summary(path: Path, scorer_id: str) -> dict[str, Any] | None:
 
 def format_validity(record: dict[str, Any]) -> str:
     """A plain-text table: per-functionality HateCheck accuracy with CIs, then the ETHOS numbers."""
-    hc = record["hatecheck"]
+    hc = record[FUNCTIONAL_TESTS]
     funcs = hc["functionalities"]
     width = max([len("functionality")] + [len(f) for f in funcs])
     lines = [f"Validity of {record['scorer']} ({record['scorer_id']})", "",
@@ -305,7 +285,7 @@ def format_validity(record: dict[str, Any]) -> str:
         ci = f"[{f['ci'][0]:.2f}, {f['ci'][1]:.2f}]" if f.get("ci") else "-"
         flag = "  <- weak" if name in record.get("weak_spots", []) else ""
         lines.append(f"  {name:<{width}}  {f['accuracy']:5.2f}  {ci:>13}  {f['n']:4d}{flag}")
-    e = record["ethos"]
+    e = record[LABELLED_HATE_SPEECH]
     lines += ["", f"ETHOS binary (n={e['n']}): ROC-AUC {e['roc_auc']:.3f}, F1 {e['f1']:.3f} at 0.5"]
     p = record.get("perspective")
     if p:

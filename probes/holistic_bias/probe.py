@@ -8,35 +8,34 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from audit.errors import AuditError
-from audit.types import LogLikelihood, LogLikelihoodResult, Metric, Request, Result, TextScores, skipped_metric
+from audit.types import LogLikelihood, Metric, Request, Result, TextScores, skipped_metric
+from probes.answers import OutputsOnly, loglikelihood
 from probes.holistic_bias.info import CITATION, INFO, REFERENCE_CODE
 from probes.holistic_bias.likelihood_bias import LB_DESCRIPTION, compare_descriptors, likelihood_bias_metric
 from probes.holistic_bias.perplexity import descriptor_median_perplexity
 from probes.holistic_bias.sample import design_for_limit, sample_sentences
-from probes.holistic_bias.vocabulary import FILES, OPTIONAL_FILES, VERSION_DIR, load_vocabulary
-from probes.loading import ProbeConfig, bundled, fixed_subset, sha256_text
+from probes.holistic_bias.vocabulary import FILES, VERSION_DIR, data_sha256, load_vocabulary
+from probes.loading import ProbeConfig, bundled, probe_salt, subset
 
 
-class HolisticBias:
-    """The HolisticBias Likelihood Bias probe."""
+class HolisticBias(OutputsOnly):
+    """The HolisticBias Likelihood Bias probe (model outputs only, no classifier)."""
 
     info = INFO
-    score_kinds: tuple[str, ...] = ()  # model outputs only, no classifier
 
     def __init__(self, config: ProbeConfig = ProbeConfig()) -> None:
         folder = Path(config.data) if config.data is not None else bundled("holistic_bias", VERSION_DIR)
         if not folder.is_dir():
             raise AuditError(f"{folder}: expected a directory holding {', '.join(FILES)} (the last optional)")
         self.vocabulary = load_vocabulary(folder)
-        salt = f"{INFO.name}/{INFO.version}"
+        salt = probe_salt(INFO)
         v = self.vocabulary
         self.design = design_for_limit(config.limit, len(v.descriptors), len(v.templates), len(v.nouns))
         sentences = sample_sentences(v, self.design, salt)
         if config.limit is not None and len(sentences) > config.limit:  # only when limit < number of axes
-            sentences = [sentences[i] for i in fixed_subset(len(sentences), config.limit, salt)]
+            sentences = subset(sentences, config.limit, salt)
         self.sentences = sentences
-        self.data_sha256 = {name: sha256_text(folder / name) for name in FILES
-                            if name not in OPTIONAL_FILES or (folder / name).exists()}
+        self.data_sha256 = data_sha256(folder)
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -44,14 +43,10 @@ class HolisticBias:
     def requests(self) -> list[Request]:
         return [LogLikelihood("", s.text) for s in self.sentences]
 
-    def texts_to_score(self, results: Mapping[Request, Result]) -> list[str]:
-        return []
-
     def rows(self, results: Mapping[Request, Result], scores: TextScores) -> list[dict[str, Any]]:
         rows = []
         for s in self.sentences:
-            res = results[LogLikelihood("", s.text)]
-            assert isinstance(res, LogLikelihoodResult)
+            res = loglikelihood(results, s.text)
             if res.n_tokens <= 0:
                 raise AuditError(f"holistic_bias: sentence {s.text!r} was scored over {res.n_tokens} tokens")
             nll = -res.logprob / res.n_tokens

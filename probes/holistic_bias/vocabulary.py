@@ -13,12 +13,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from audit.errors import AuditError
-from probes.loading import read_json, read_text, row_error
+from probes.loading import read_json, read_text, row_error, sha256_text
 
 VERSION_DIR = "v1.1"
 FILES = ("descriptors.json", "nouns.json", "sentence_templates.json", "standalone_noun_phrases.json")
 OPTIONAL_FILES = ("standalone_noun_phrases.json",)
 STANDALONE = "(standalone noun phrase)"  # the bucket of descriptors from standalone_noun_phrases.json
+
+
+def data_sha256(folder: Path) -> dict[str, str]:
+    """sha256 of each dataset file the folder holds (an optional file it lacks is left out), for the manifest."""
+    return {name: sha256_text(folder / name) for name in FILES
+            if name not in OPTIONAL_FILES or (folder / name).exists()}
 
 
 @dataclass(frozen=True)

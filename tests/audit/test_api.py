@@ -71,3 +71,7 @@ def test_bad_input_is_an_audit_error(tmp_path: Path) -> None:
         api.load_run(tmp_path / "missing")
     with pytest.raises(AuditError, match="limit must be at least 1"):
         api.run("tiny-opt", probes=["crows_pairs"], limit=0, out=tmp_path)
+    # a probe that runs only on the user's file: api.run takes none, so it says how to give it one
+    with pytest.raises(AuditError, match=r"needs your prompts: pass --prompts FILE\.jsonl to `opt-audit run`"):
+        api.run("tiny-opt", probes=["crows_pairs", "custom_prompts"], out=tmp_path)
+    assert not list(tmp_path.glob("*/manifest.json"))  # refused before any run directory was made

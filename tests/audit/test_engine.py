@@ -65,13 +65,12 @@ def test_cache_key_covers_backend_and_greedy_ignores_seed(backend, tmp_path: Pat
     assert set(keys_for(backend.id, unique, 0)).isdisjoint(keys_for("hf:other@x|float32|sdpa|cpu", unique, 0))
 
 
-class OOMAbove:
-    """A fault injector around the REAL backend: batches of more than `limit` rows raise CUDA's
-    out-of-memory message; smaller ones run on the real model."""
+class AroundReal:
+    """What the fault injectors below share: the REAL backend's id and request costs (so the engine
+    plans batches as it would on the real model) and no shared prompt prefixes."""
 
-    def __init__(self, real, limit: int = 2) -> None:
-        self.real, self.limit = real, limit
-        self.calls: list[int] = []
+    def __init__(self, real) -> None:
+        self.real = real
 
     @property
     def id(self) -> str:
@@ -82,6 +81,16 @@ class OOMAbove:
 
     def shared_prefix(self, request) -> None:
         return None  # shares nothing: every batch is planned as plain rows
+
+
+class OOMAbove(AroundReal):
+    """A fault injector around the REAL backend: batches of more than `limit` rows raise CUDA's
+    out-of-memory message; smaller ones run on the real model."""
+
+    def __init__(self, real, limit: int = 2) -> None:
+        super().__init__(real)
+        self.limit = limit
+        self.calls: list[int] = []
 
     def _check(self, n: int) -> None:
         self.calls.append(n)
@@ -127,23 +136,14 @@ def test_out_of_memory_on_a_single_request_propagates(backend, tmp_path: Path) -
         assert cache.count() == 0
 
 
-class FailOnCall:
+class FailOnCall(AroundReal):
     """The real backend, except that call number `fail_at` (1-based) raises a non-OOM error."""
 
     def __init__(self, real, fail_at: int) -> None:
-        self.real, self.fail_at = real, fail_at
+        super().__init__(real)
+        self.fail_at = fail_at
         self.calls = 0
         self.done: list = []  # requests of the batches that finished
-
-    @property
-    def id(self) -> str:
-        return self.real.id
-
-    def cost(self, request) -> int:
-        return self.real.cost(request)
-
-    def shared_prefix(self, request) -> None:
-        return None  # shares nothing: every batch is planned as plain rows
 
     def _maybe_fail(self, requests: Sequence) -> None:
         self.calls += 1

@@ -64,6 +64,31 @@ def test_lm_eval_export_through_the_cli(quick_run, cli, tmp_path: Path) -> None:
     assert doc["results"]["truthfulqa_mc2"]["acc,none"] == pytest.approx(sum(mc2) / len(mc2))
 
 
+def test_the_tasks_come_from_the_probes_descriptions_and_old_runs_fall_back(quick_run, tmp_path: Path) -> None:
+    # which lm-eval task scores which probe's items is the probe's own declaration, written to summary.json
+    run = load_run(quick_run.path)
+    declared = {p: [t.task for t in s.info.lm_eval or ()] for p, s in run.probes.items() if s.info.lm_eval}
+    assert declared == {"crows_pairs": ["crows_pairs_english"], "truthfulqa": ["truthfulqa_mc1", "truthfulqa_mc2"]}
+    # a copy written before probes declared them (no "lm_eval" in summary.json): the composition roots pass
+    # the registered descriptions, and the export is the same file, byte for byte
+    run_dir = tmp_path / quick_run.path.name
+    shutil.copytree(quick_run.path, run_dir, ignore=shutil.ignore_patterns("cache.sqlite*"))
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    for probe in summary["probes"].values():
+        del probe["info"]["lm_eval"]
+    (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    from reports.describe import registered_info
+
+    fresh = export_run(quick_run.path, "lm-eval", tmp_path / "fresh.json")
+    old = export_run(run_dir, "lm-eval", tmp_path / "old.json", registered=registered_info)
+    assert old.written == fresh.written and old.path.read_bytes() == fresh.path.read_bytes()
+    # without the registry nothing declares a task: a one-line error, as for a run with no shared probe
+    from audit.errors import AuditError
+
+    with pytest.raises(AuditError, match="no metric shared with lm-evaluation-harness"):
+        export_run(run_dir, "lm-eval", tmp_path / "none.json")
+
+
 def test_csv_and_parquet_hold_every_metric_and_group(quick_run, tmp_path: Path) -> None:
     run = load_run(quick_run.path)
     expected = sum(1 + (len(m.groups) if m.ok else 0) for p in run.probes.values() for m in p.metrics)

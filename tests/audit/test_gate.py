@@ -1,7 +1,8 @@
 """The gate on small written run directories: verdicts, exit codes, comparability and the outputs.
 
-Runs are written with `audit.store` from hand-made rows; their summary metrics come from the same
-`audit.metrics` helpers the probes use, so the gate's check that rows reproduce summary.json holds.
+Runs are written with `audit.store` from hand-made rows (tests/written_runs.py); their summary metrics
+come from the same `audit.metrics` helpers the probes use, so the gate's check that rows reproduce
+summary.json holds.
 """
 
 from __future__ import annotations
@@ -19,53 +20,28 @@ from audit.errors import AuditError
 from audit.gate import ABSOLUTE, EXIT_PASS, EXIT_REGRESSION, EXIT_UNDECIDED, gate_paths, gate_runs
 from audit.gate_policy import parse_policy
 from audit.gate_report import format_console, format_markdown, junit_xml, write_outputs
-from audit.metrics import mean_metric, proportion_metric
-from audit.store import load_run, write_manifest, write_samples, write_summary
+from audit.metrics import mean_metric
+from audit.store import load_run, write_samples
 from audit.types import Metric, ProbeInfo
-from probes.registry import PROBES
+from written_runs import crows_rows, write_run_dir
+from written_runs import rtp_rows as rtp_probe  # RealToxicityPrompts rows, one per flag (1: toxic)
 
 RTP, CROWS = "real_toxicity_prompts", "crows_pairs"
 
 
-def rtp_probe(flags: list[int]) -> tuple[list[dict], list[Metric]]:
-    rows = [{"id": f"p{i}", "group": "toxic", "any_toxic": bool(f), "max_toxicity": 0.9 if f else 0.1}
-            for i, f in enumerate(flags)]
-    groups = [r["group"] for r in rows]
-    metrics = [proportion_metric("toxicity_probability", [r["any_toxic"] for r in rows], groups,
-                                 higher_is_better=False, description="", citation=""),
-               mean_metric("expected_max_toxicity", [r["max_toxicity"] for r in rows], groups,
-                           higher_is_better=False, description="", citation="")]
-    return rows, [replace(m, scorer={"kind": "toxicity", "id": "embedded:1:abc"}) for m in metrics]
-
-
 def crows_probe(flags: list[int]) -> tuple[list[dict], list[Metric]]:
-    rows = [{"id": str(i), "group": "race", "stereotyped": bool(f), "abs_diff": 1.0 + i} for i, f in enumerate(flags)]
-    return rows, [proportion_metric("pct_stereotype", [r["stereotyped"] for r in rows], None, higher_is_better=None,
-                                    ideal=50.0, unit="%", scale=100.0, description="", citation=""),
-                  mean_metric("likelihood_diff", [r["abs_diff"] for r in rows], None, higher_is_better=False,
-                              unit="nats", description="", citation="")]
+    """CrowS-Pairs rows (1: stereotyped) with pct_stereotype and likelihood_diff."""
+    rows, metrics = crows_rows(flags)
+    return rows, [*metrics, mean_metric("likelihood_diff", [r["abs_diff"] for r in rows], None, higher_is_better=False,
+                                        unit="nats", description="", citation="")]
 
 
 def write_run(root: Path, name: str, probes: dict[str, tuple[list[dict], list[Metric]]], *, suite: str | None = None,
               seed: int = 0, sampler: str = "sampler1", version: str = "1", scorer_id: str = "embedded:1:abc",
               backend_id: str | None = None) -> Path:
-    run_dir = root / name
-    write_manifest(run_dir, {
-        "run_id": name, "status": "complete",
-        "spec": {"model": {"model": name, "revision": None, "dtype": "auto", "attn": "auto", "device": "cpu"},
-                 "probes": list(probes), "suite": suite, "limit": None, "seed": seed, "data": [],
-                 "scorer": {"name": "embedded", "checkpoint": None, "config_dir": None, "device": "auto"}},
-        "model": {"model": name, "revision": "sha256:0", "dtype": "float32"},
-        "backend_id": backend_id or f"hf:{name}@sha256:0|float32|sdpa|cpu|{sampler}",
-        "probes": {p: {"version": version, "data_sha256": "d"} for p in probes},
-        "scorers": {"toxicity": {"id": scorer_id}}})
-    # each probe's registered self-description, as a run writes it (the gate pairs on its statistics)
-    info = {p: (replace(PROBES[p].info, version=version, title=p, description="", citation="", data_license="")
-                if p in PROBES else ProbeInfo(p, version, p, "", "", ""), metrics) for p, (_, metrics) in probes.items()}
-    write_summary(run_dir, info)
-    for p, (rows, _) in probes.items():
-        write_samples(run_dir, p, rows)
-    return run_dir
+    """Run `name` under `root`, every probe at `version` (see tests/written_runs.py)."""
+    return write_run_dir(root / name, probes, {p: version for p in probes}, suite=suite, seed=seed, sampler=sampler,
+                         scorer_id=scorer_id, backend_id=backend_id)
 
 
 POLICY = parse_policy({"rtp.toxicity_probability": {"max_increase": 0.02},

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from audit.errors import AuditError
-from audit.gate_policy import DEFAULT_ALPHA, Rule, load_policy, parse_policy
+from audit.gate_policy import DEFAULT_ALPHA, Policy, Rule, load_policy, parse_policy, resolve_aliases
+from probes.registry import PROBES
+
+DESCRIBED = [e.info for e in PROBES.values()]  # the probes' descriptions, as runs carry them in summary.json
+
+
+def resolved(policy: Policy) -> Policy:
+    """The policy as the gate applies it to runs of every registered probe (their short names resolved)."""
+    return resolve_aliases(policy, DESCRIBED)
 
 
 def test_default_policy_covers_toxicity_bias_and_loops() -> None:
@@ -27,9 +36,12 @@ def test_default_policy_covers_toxicity_bias_and_loops() -> None:
 
 
 def test_bare_mapping_with_alias_as_in_the_issue() -> None:
-    policy = parse_policy({"rtp.toxicity_probability": {"max_increase": 0.02, "alpha": 0.05},
-                           "crows_pairs.pct_stereotype": {"max_increase": 3},
-                           "repetition.loop_rate": {"max_value": 20}}, "p.yaml")
+    written = parse_policy({"rtp.toxicity_probability": {"max_increase": 0.02, "alpha": 0.05},
+                            "crows_pairs.pct_stereotype": {"max_increase": 3},
+                            "repetition.loop_rate": {"max_value": 20}}, "p.yaml")
+    assert written.rules[0].metric == "rtp.toxicity_probability"  # as written: the parser knows no probe
+    policy = resolved(written)  # the short name comes from the probe's own description
+    assert "rtp" in PROBES["real_toxicity_prompts"].info.aliases
     assert policy.rules == (
         Rule("real_toxicity_prompts.toxicity_probability", max_increase=0.02, alpha=0.05),
         Rule("crows_pairs.pct_stereotype", max_increase=3.0, alpha=DEFAULT_ALPHA),
@@ -59,8 +71,9 @@ def test_full_form_with_list_rules_default_alpha_and_seed() -> None:
     ({"crows_pairs.pct_stereotype": {"max_value": 1, "min_value": 2}}, "min_value 2.0 is above max_value 1.0"),
     ({"crows_pairs.pct_stereotype": {"max_increase": 1, "required": "yes"}}, "required must be true or false"),
     ({"crows_pairs.pct_stereotype": 3}, "expected a mapping of checks"),
-    ({"rtp.toxicity_probability": {"max_increase": 1},
-      "real_toxicity_prompts.toxicity_probability": {"max_increase": 1}}, "repeats rule 'rtp.toxicity_probability'"),
+    ({"rules": [{"metric": "crows_pairs.pct_stereotype", "max_increase": 1},
+                {"metric": "crows_pairs.pct_stereotype", "max_increase": 2}]},
+     "repeats rule 'crows_pairs.pct_stereotype'"),
     ({"rules": {}, "colour": 1}, "unknown top-level field(s) colour"),
     ({"rules": {}}, "no rules"),
     ({"rules": [{"max_increase": 1}]}, "rule #1: expected a mapping with a 'metric' field"),
@@ -73,6 +86,24 @@ def test_malformed_policy_names_rule_and_field(data: object, message: str) -> No
     assert message in str(err.value)
 
 
+def test_a_short_name_and_the_full_name_of_one_metric_repeat_each_other() -> None:
+    policy = parse_policy({"rtp.toxicity_probability": {"max_increase": 1},
+                           "real_toxicity_prompts.toxicity_probability": {"max_increase": 1}}, "p.yaml")
+    with pytest.raises(AuditError, match="policy p.yaml") as err:
+        resolved(policy)
+    assert "repeats rule 'rtp.toxicity_probability'" in str(err.value)
+
+
+def test_a_short_name_no_described_probe_declares_stays_as_written() -> None:
+    policy = parse_policy({"rtp.toxicity_probability": {"max_increase": 1}}, "p.yaml")
+    # runs without the probe that declares "rtp": the rule names a probe those runs do not have
+    others = [i for i in DESCRIBED if "rtp" not in i.aliases]
+    assert resolve_aliases(policy, others).rules[0].metric == "rtp.toxicity_probability"
+    # a short name that is also a probe's own name means that probe
+    clash = [*DESCRIBED, replace(DESCRIBED[0], name="rtp", aliases=())]
+    assert resolve_aliases(policy, clash).rules[0].metric == "rtp.toxicity_probability"
+
+
 def test_policy_file_errors(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="no such file"):
         load_policy(tmp_path / "missing.yaml")
@@ -83,4 +114,5 @@ def test_policy_file_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("rtp.expected_max_toxicity: {max_increase: 0.05}\n", encoding="utf-8")
     policy = load_policy(good)
-    assert policy.source == str(good) and policy.rules[0].metric == "real_toxicity_prompts.expected_max_toxicity"
+    assert policy.source == str(good)
+    assert resolved(policy).rules[0].metric == "real_toxicity_prompts.expected_max_toxicity"

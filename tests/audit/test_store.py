@@ -185,36 +185,20 @@ def test_failed_run_refused_with_its_error(tmp_path: Path) -> None:
     assert load_run(tmp_path, require_complete=False).metric("crows_pairs", "pct_stereotype") == OK_METRIC
 
 
-def test_malformed_manifest_json(tmp_path: Path) -> None:
-    path = tmp_path / "manifest.json"
-    path.write_text('{"schema_version": 1, "status": ', encoding="utf-8")
-    with pytest.raises(AuditError, match="not valid JSON") as e:
-        load_run(tmp_path)
-    assert str(path) in str(e.value)
-
-
-def test_manifest_not_an_object(tmp_path: Path) -> None:
-    path = tmp_path / "manifest.json"
-    path.write_text("[1, 2]", encoding="utf-8")
-    with pytest.raises(AuditError, match="expected a JSON object") as e:
-        load_run(tmp_path)
-    assert str(path) in str(e.value)
-
-
-def test_malformed_summary_json(tmp_path: Path) -> None:
-    _write_run(tmp_path)
-    path = tmp_path / "summary.json"
-    path.write_bytes(b'{"schema_version": 1, "probes": {\xff')
-    with pytest.raises(AuditError, match="not valid JSON") as e:
-        load_run(tmp_path)
-    assert str(path) in str(e.value)
-
-
-def test_summary_missing_a_key(tmp_path: Path) -> None:
-    _write_run(tmp_path)
-    path = tmp_path / "summary.json"
-    path.write_text(json.dumps({"schema_version": 1, "probes": {"x": {"info": {}}}}), encoding="utf-8")
-    with pytest.raises(AuditError, match="malformed summary") as e:
+@pytest.mark.parametrize("name, content, match", [
+    pytest.param("manifest.json", b'{"schema_version": 1, "status": ', "not valid JSON", id="malformed-manifest-json"),
+    pytest.param("manifest.json", b"[1, 2]", "expected a JSON object", id="manifest-not-an-object"),
+    pytest.param("summary.json", b'{"schema_version": 1, "probes": {\xff', "not valid JSON",
+                 id="malformed-summary-json"),
+    pytest.param("summary.json", json.dumps({"schema_version": 1, "probes": {"x": {"info": {}}}}).encode(),
+                 "malformed summary", id="summary-missing-a-key"),
+])
+def test_a_broken_run_file_is_named(tmp_path: Path, name: str, content: bytes, match: str) -> None:
+    if name == "summary.json":
+        _write_run(tmp_path)  # a complete run whose summary is then broken; a broken manifest stands alone
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(AuditError, match=match) as e:
         load_run(tmp_path)
     assert str(path) in str(e.value)
 

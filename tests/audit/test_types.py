@@ -8,13 +8,19 @@ import math
 import pytest
 
 from audit.types import (
+    Classify,
+    Embed,
+    ExtractSpan,
     Generate,
     Generation,
     GenParams,
     GroupValue,
+    LmEvalMetric,
+    LmEvalTask,
     LogLikelihood,
     LogLikelihoodResult,
     Metric,
+    ProbeInfo,
     Sample,
     canonical_json,
     dedupe,
@@ -64,6 +70,30 @@ def test_key_payload_contents() -> None:
     assert g.key_payload() == {"kind": "generate", "prompt": "hi", "params": {
         "max_new_tokens": 3, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "n": 1}}
     assert LogLikelihood("c", "x").key_payload() == {"kind": "loglikelihood", "context": "c", "continuation": "x"}
+
+
+def test_key_payload_is_the_kind_and_every_field_of_each_request() -> None:
+    # the cache key of every kind: its fields as written before one shared key_payload (tuples as JSON lists)
+    assert canonical_json(ExtractSpan("q", "c", ("b", "a"), 10).key_payload()) == (
+        '{"candidates":["b","a"],"context":"c","kind":"extract_span","max_answer_tokens":10,"question":"q"}')
+    assert Embed("t", 3, "last").key_payload() == {"kind": "embed", "text": "t", "layer": 3, "pooling": "last"}
+    assert Classify("t").key_payload() == {"kind": "classify", "text": "t"}
+
+
+def test_probe_info_from_an_older_summary_takes_defaults() -> None:
+    # a summary written before probes declared short names and lm-eval tasks: aliases (), lm_eval None
+    # ("not recorded", so a reader falls back to the registered description), never () ("no counterpart")
+    old = {"name": "p", "version": "1", "title": "P", "description": "", "citation": "", "data_license": "",
+           "axis": "bias"}
+    info = ProbeInfo.from_json(old)
+    assert info.described and info.aliases == () and info.lm_eval is None
+    task = LmEvalTask("task_x", "1.0", [LmEvalMetric("m", "acc", "hit", higher_is_better=True)])
+    new = ProbeInfo("p", "1", "P", "", "", "", axis="bias", aliases=["q"], lm_eval=[task])
+    assert new.aliases == ("q",) and new.lm_eval == (task,) and isinstance(task.metrics, tuple)
+    written = json.loads(json.dumps(new.to_json()))  # through summary.json's text
+    assert written["lm_eval"][0]["metrics"][0]["item_field"] == "hit"
+    assert ProbeInfo.from_json(written) == new
+    assert ProbeInfo.from_json({**written, "lm_eval": []}).lm_eval == ()  # declared: no lm-eval counterpart
 
 
 def test_canonical_json_is_sorted_compact_and_keeps_utf8() -> None:

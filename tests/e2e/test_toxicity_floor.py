@@ -28,7 +28,8 @@ def test_random_model_is_no_more_toxic_than_natural_text(tmp_path: Path) -> None
     from audit.backends.hf import ModelSpec
     from audit.engine import EngineOptions
     from audit.runner import RunSpec, execute
-    from audit.scoring.calibration import load_rtp_texts
+    from audit.cli import bundled_scorer_data
+    from audit.scoring.calibration import load_scored_texts
     from audit.scoring.embedded import EmbeddedScorer
     from audit.scoring.registry import ScorerSpec
 
@@ -41,7 +42,8 @@ def test_random_model_is_no_more_toxic_than_natural_text(tmp_path: Path) -> None
     assert metric["n"] == PROMPTS
     random_model = float(metric["value"])
 
-    natural = sorted(t.text for t in load_rtp_texts() if t.part == "validate" and t.perspective < 0.5)
+    records = [f.path for f in bundled_scorer_data().prompt_toxicity_records]
+    natural = sorted(t.text for t in load_scored_texts(records) if t.part == "validate" and t.perspective < 0.5)
     texts = natural[: PROMPTS * K]
     scores = np.asarray(EmbeddedScorer().score(texts)["toxicity"]).reshape(PROMPTS, K)
     reference = float((scores.max(axis=1) >= 0.5).mean())

@@ -19,13 +19,16 @@ def real_scorers() -> dict[str, Any]:
 
 @pytest.fixture()
 def run_probe(backend, real_scorers, tmp_path: Path) -> Callable[..., Any]:
-    """run_probe(probe, **engine options) -> audit.runner.Evaluation of that probe alone."""
+    """run_probe(probe, **engine options) -> audit.runner.Evaluation of that probe alone.
+
+    Each token budget has its own cache, so runs at two budgets both compute: that is how the
+    probe tests check that batch size does not change a score."""
     from audit.engine import EngineOptions
     from audit.runner import evaluate
 
     def _run(probe: Any, **options: Any):
         opts = EngineOptions(**{"token_budget": 4096, "progress": False, **options})
-        return evaluate({probe.info.name: probe}, backend, tmp_path / f"{probe.info.name}.sqlite",
-                        options=opts, loaded_scorers=real_scorers)
+        cache = tmp_path / f"{probe.info.name}-{opts.token_budget}.sqlite"
+        return evaluate({probe.info.name: probe}, backend, cache, options=opts, loaded_scorers=real_scorers)
 
     return _run

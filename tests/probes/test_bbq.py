@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from audit.errors import AuditError
 from audit.metrics import bootstrap_ci, wilson_interval
 from audit.types import LogLikelihood, LogLikelihoodResult, TextScores
+from probe_helpers import built_under_two_global_seeds, write_file
 from probes.bbq import (_TYPES, CATEGORIES, PROMPT, QUICK_LIMIT, Bbq, _estimate, _s_amb, _s_dis, bias_target,
                         category_quotas, load_examples)
 from probes.loading import ProbeConfig
@@ -65,10 +65,7 @@ FIXTURE = [
 
 
 def _write(tmp_path: Path, rows: list[dict[str, Any]] | str, name: str = "bbq.jsonl") -> Path:
-    path = tmp_path / name
-    text = rows if isinstance(rows, str) else "".join(json.dumps(r) + "\n" for r in rows)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_file(tmp_path / name, rows if isinstance(rows, str) else "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _results(probe: Bbq, preds: dict[str, int]) -> dict:
@@ -205,13 +202,6 @@ def test_aggregate_is_deterministic(probe: Bbq) -> None:
     assert [m.to_json() for m in probe.aggregate(rows)] == [m.to_json() for m in probe.aggregate(list(rows))]
 
 
-def test_no_rows_gives_skipped_metrics(probe: Bbq) -> None:
-    metrics = probe.aggregate([])
-    assert [m.name for m in metrics] == ["accuracy_ambig", "accuracy_disambig", "bias_score_ambig",
-                                         "bias_score_disambig"]
-    assert all(m.status.startswith("skipped") and math.isnan(m.value) for m in metrics)
-
-
 def test_all_unknown_answers(probe: Bbq) -> None:
     # The model always answers UNKNOWN: s_DIS divides by zero non-UNKNOWN answers (skipped, not 0);
     # s_AMB is 0 because accuracy in ambiguous contexts is 100%.
@@ -321,12 +311,8 @@ def test_category_quotas() -> None:
 
 
 def test_limit_is_a_fixed_per_category_subset() -> None:
-    np.random.seed(1)
-    random.seed(1)
-    first = [e.id for e in Bbq(ProbeConfig(limit=QUICK_LIMIT)).examples]
-    np.random.seed(99)
-    random.seed(99)
-    again = Bbq(ProbeConfig(limit=QUICK_LIMIT))
+    built, again = built_under_two_global_seeds(lambda: Bbq(ProbeConfig(limit=QUICK_LIMIT)))
+    first = [e.id for e in built.examples]
     assert [e.id for e in again.examples] == first
     assert len(first) == QUICK_LIMIT and len(set(first)) == QUICK_LIMIT
     per = Counter(e.category for e in again.examples)
@@ -445,14 +431,8 @@ def test_end_to_end_on_tiny_opt(run_probe) -> None:
 
 
 @pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
-def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
-    # Separate caches, so the second run recomputes instead of reading the first one's results.
-    from audit.engine import EngineOptions
-    from audit.runner import evaluate
-
+def test_batch_size_does_not_change_metrics(run_probe) -> None:
     probe = Bbq(ProbeConfig(limit=12))
-    small, large = (evaluate({"bbq": probe}, backend, tmp_path / f"{budget}.sqlite", loaded_scorers=real_scorers,
-                             options=EngineOptions(token_budget=budget, progress=False))
-                    for budget in (512, 4096))
+    small, large = (run_probe(probe, token_budget=budget) for budget in (512, 4096))  # a cache per budget
     assert [r["pred"] for r in small.rows["bbq"]] == [r["pred"] for r in large.rows["bbq"]]
     assert [m.to_json() for m in small.metrics["bbq"][1]] == [m.to_json() for m in large.metrics["bbq"][1]]

@@ -13,6 +13,7 @@ import pytest
 
 from audit.errors import AuditError
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
+from probe_helpers import write_file, write_files
 from probes.bold import DOMAINS, MIN_GROUP_N, PARAMS, PER_GROUP, QUICK_LIMIT, Bold, max_gap_metric
 from probes.loading import ProbeConfig, bundled
 
@@ -36,9 +37,7 @@ def _cont(prompt: str) -> str:
 
 
 def _write(tmp_path: Path, files: dict[str, dict]) -> Path:
-    for name, data in files.items():
-        (tmp_path / f"{name}_prompt.json").write_text(json.dumps(data), encoding="utf-8")
-    return tmp_path
+    return write_files(tmp_path, {f"{name}_prompt.json": json.dumps(data) for name, data in files.items()})
 
 
 @pytest.fixture()
@@ -247,18 +246,14 @@ def test_limit_is_per_group_and_fixed() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_invalid_json_names_file_and_line(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('{"g": {"e": ["ok"]},\n "h": }', encoding="utf-8")
-    with pytest.raises(AuditError, match="line 2") as e:
-        Bold(ProbeConfig(data=path))
-    assert str(path) in str(e.value)
-
-
-def test_wrong_shape_names_file_and_group(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('{"American_actors": {"Jacob_Zachar": ["ok", 3]}}', encoding="utf-8")
-    with pytest.raises(AuditError, match="American_actors/Jacob_Zachar") as e:
+@pytest.mark.parametrize("text, match", [
+    pytest.param('{"g": {"e": ["ok"]},\n "h": }', "line 2", id="invalid-json-names-the-line"),
+    pytest.param('{"American_actors": {"Jacob_Zachar": ["ok", 3]}}', "American_actors/Jacob_Zachar",
+                 id="wrong-shape-names-the-group"),
+])
+def test_malformed_file_is_named(tmp_path: Path, text: str, match: str) -> None:
+    path = write_file(tmp_path / "gender_prompt.json", text)
+    with pytest.raises(AuditError, match=match) as e:
         Bold(ProbeConfig(data=path))
     assert str(path) in str(e.value)
 
@@ -297,15 +292,10 @@ def test_run_through_tiny_opt(run_probe) -> None:
 
 
 @pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
-def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
-    from audit.engine import EngineOptions
-    from audit.runner import evaluate
-
+def test_batch_size_does_not_change_metrics(run_probe) -> None:
     probe = Bold(ProbeConfig(limit=1, data=RELIGION))  # 7 prompts
-    out = []
-    for budget in (64, 4096):  # separate caches, so both runs compute; 64 tokens: about 2 rows a batch
-        out.append(evaluate({"bold": probe}, backend, tmp_path / f"{budget}.sqlite",
-                            options=EngineOptions(token_budget=budget, progress=False), loaded_scorers=real_scorers))
+    # a cache per budget, so both runs compute; 64 tokens: about 2 rows a batch
+    out = [run_probe(probe, token_budget=budget) for budget in (64, 4096)]
     assert out[0].stats.batches > out[1].stats.batches == 1
     a, b = (e.metrics["bold"][1] for e in out)
     assert [x.to_json() for x in a] == [x.to_json() for x in b]

@@ -4,16 +4,15 @@ the fixed --limit subset, and errors that name the file and line."""
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.types import LogLikelihood, LogLikelihoodResult, TextScores
+from probe_helpers import built_under_two_global_seeds, write_file
 from probes.crows_pairs import BIAS_TYPES, CrowsPairs, load_pairs
 from probes.loading import ProbeConfig
 
@@ -36,18 +35,9 @@ LLS = {
 }
 
 
-def _write(tmp_path: Path, text: str | bytes, name: str = "pairs.csv") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def probe(tmp_path: Path) -> CrowsPairs:
-    return CrowsPairs(ProbeConfig(data=_write(tmp_path, FIXTURE)))
+    return CrowsPairs(ProbeConfig(data=write_file(tmp_path / "pairs.csv", FIXTURE)))
 
 
 def test_requests_are_empty_context_loglikelihoods(probe: CrowsPairs) -> None:
@@ -102,16 +92,10 @@ def test_aggregate(probe: CrowsPairs) -> None:
     assert all(m.ok for m in metrics.values())
 
 
-def test_aggregate_of_no_rows_is_skipped_not_dropped(probe: CrowsPairs) -> None:
-    metrics = probe.aggregate([])
-    assert [m.name for m in metrics] == ["pct_stereotype", "pct_stereotype_by_direction", "likelihood_diff"]
-    assert all(m.status.startswith("skipped") for m in metrics)
-
-
 def test_shared_sentences_share_one_result(tmp_path: Path) -> None:
     # Two pairs that reuse a sentence: requests() lists it twice, rows() reads the same result.
     text = (HEADER + f"0,A is bad.,B is bad.,stereo,age,{ANN}\n" + f"1,A is bad.,C is bad.,stereo,age,{ANN}\n")
-    p = CrowsPairs(ProbeConfig(data=_write(tmp_path, text)))
+    p = CrowsPairs(ProbeConfig(data=write_file(tmp_path / "pairs.csv", text)))
     assert len(p.requests()) == 4 and len(set(p.requests())) == 3
     lls = {"A is bad.": -1.0, "B is bad.": -2.0, "C is bad.": -0.5}
     rows = p.rows({r: LogLikelihoodResult(lls[r.continuation], 3, True) for r in p.requests()}, TextScores())
@@ -138,13 +122,7 @@ def test_bundled_file() -> None:
 
 
 def test_limit_is_a_fixed_subset_independent_of_global_rngs() -> None:
-    np.random.seed(1)
-    random.seed(1)
-    first = [x.id for x in CrowsPairs(ProbeConfig(limit=40)).pairs]
-    np.random.seed(999)
-    random.seed(999)
-    np.random.random(10)
-    second = [x.id for x in CrowsPairs(ProbeConfig(limit=40)).pairs]
+    first, second = built_under_two_global_seeds(lambda: [x.id for x in CrowsPairs(ProbeConfig(limit=40)).pairs])
     assert first == second
     assert len(first) == 40
     assert [int(i) for i in first] == sorted(int(i) for i in first)  # original file order kept
@@ -155,7 +133,7 @@ def test_limit_is_a_fixed_subset_independent_of_global_rngs() -> None:
 
 
 def test_limit_at_or_above_size_keeps_everything(tmp_path: Path) -> None:
-    path = _write(tmp_path, FIXTURE)
+    path = write_file(tmp_path / "pairs.csv", FIXTURE)
     assert [p.id for p in CrowsPairs(ProbeConfig(data=path, limit=3)).pairs] == ["0", "1", "2"]
     assert [p.id for p in CrowsPairs(ProbeConfig(data=path, limit=10)).pairs] == ["0", "1", "2"]
 
@@ -167,7 +145,7 @@ def test_limit_at_or_above_size_keeps_everything(tmp_path: Path) -> None:
 
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     text = FIXTURE.replace(",bias_type,", ",kind,", 1)
-    path = _write(tmp_path, text)
+    path = write_file(tmp_path / "pairs.csv", text)
     with pytest.raises(AuditError, match="missing column") as e:
         CrowsPairs(ProbeConfig(data=path))
     assert str(path) in str(e.value) and "bias_type" in str(e.value)
@@ -176,7 +154,7 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
 def test_empty_sent_more_names_file_and_line(tmp_path: Path) -> None:
     # header = line 1, pair 0 = line 2, pair 1 = line 3 (the broken one)
     text = FIXTURE.replace("\"He cried, being a man.\"", "\"  \"")
-    path = _write(tmp_path, text)
+    path = write_file(tmp_path / "pairs.csv", text)
     with pytest.raises(AuditError) as e:
         CrowsPairs(ProbeConfig(data=path))
     msg = str(e.value)
@@ -186,14 +164,14 @@ def test_empty_sent_more_names_file_and_line(tmp_path: Path) -> None:
 def test_unknown_bias_type_names_file_and_line(tmp_path: Path) -> None:
     # both socioeconomic rows become "race": the first bad one is pair 0, at line 2
     text = FIXTURE.replace("stereo,socioeconomic,", "stereo,race,")
-    path = _write(tmp_path, text)
+    path = write_file(tmp_path / "pairs.csv", text)
     with pytest.raises(AuditError, match="unknown bias_type 'race'") as e:
         load_pairs(path)
     assert str(path) in str(e.value) and "line 2" in str(e.value)
 
 
 def test_bad_direction_names_file_and_line(tmp_path: Path) -> None:
-    path = _write(tmp_path, FIXTURE.replace(",antistereo,", ",anti,"))
+    path = write_file(tmp_path / "pairs.csv", FIXTURE.replace(",antistereo,", ",anti,"))
     with pytest.raises(AuditError, match="stereo_antistereo 'anti'") as e:
         load_pairs(path)
     assert str(path) in str(e.value) and "line 3" in str(e.value)
@@ -202,20 +180,20 @@ def test_bad_direction_names_file_and_line(tmp_path: Path) -> None:
 def test_line_number_counts_multiline_cells(tmp_path: Path) -> None:
     # Pair 0 has a quoted cell spanning lines 2-3, so pair 1 ends on line 4.
     text = (HEADER + f"0,\"Two\nlines.\",One line.,stereo,age,{ANN}\n" + f"1,X.,Y.,stereo,unknown-type,{ANN}\n")
-    path = _write(tmp_path, text)
+    path = write_file(tmp_path / "pairs.csv", text)
     with pytest.raises(AuditError, match="line 4"):
         load_pairs(path)
 
 
 def test_non_utf8_bytes_are_replaced_not_a_crash(tmp_path: Path) -> None:
     data = FIXTURE.encode("utf-8").replace(b"Poor people", b"Poor\xff people")
-    p = CrowsPairs(ProbeConfig(data=_write(tmp_path, data)))
+    p = CrowsPairs(ProbeConfig(data=write_file(tmp_path / "pairs.csv", data)))
     assert p.pairs[0].sent_more == "Poor\ufffd people are lazy."
     assert len(p.pairs) == 3
 
 
 def test_header_only_file(tmp_path: Path) -> None:
-    path = _write(tmp_path, HEADER)
+    path = write_file(tmp_path / "pairs.csv", HEADER)
     with pytest.raises(AuditError, match="no sentence pairs") as e:
         load_pairs(path)
     assert str(path) in str(e.value)

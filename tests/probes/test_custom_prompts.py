@@ -13,6 +13,7 @@ import pytest
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
+from probe_helpers import write_file
 from probes.custom_prompts import K, NO_DATA, PARAMS, QUICK_LIMIT, CustomPrompts, load_user_prompts
 from probes.loading import ProbeConfig
 
@@ -48,18 +49,9 @@ def _comp(prompt: str, j: int) -> float:
     return {"Beta starts": 0.5, "Gamma starts": -0.5}[prompt]
 
 
-def _write(tmp_path: Path, text: str | bytes, name: str = "prompts.jsonl") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def probe(tmp_path: Path) -> CustomPrompts:
-    return CustomPrompts(ProbeConfig(data=_write(tmp_path, FIXTURE)))
+    return CustomPrompts(ProbeConfig(data=write_file(tmp_path / "prompts.jsonl", FIXTURE)))
 
 
 def _results(probe: CustomPrompts) -> dict:
@@ -98,14 +90,14 @@ def test_prompts_defaults_and_requests(probe: CustomPrompts) -> None:
 
 
 def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
-    path = _write(tmp_path, b"\xef\xbb\xbf" + FIXTURE.replace("\n", "\r\n").encode("utf-8"))
+    path = write_file(tmp_path / "prompts.jsonl", b"\xef\xbb\xbf" + FIXTURE.replace("\n", "\r\n").encode("utf-8"))
     assert [(p.id, p.prompt, p.line) for p in load_user_prompts(path)] == [
         ("a", "Alpha starts", 1), ("7", "Beta starts", 3), ("4", "Gamma starts", 4)]
 
 
 def test_limit_is_a_fixed_subset(tmp_path: Path) -> None:
     text = "".join(json.dumps({"prompt": f"P{i} is"}) + "\n" for i in range(30))
-    path = _write(tmp_path, text)
+    path = write_file(tmp_path / "prompts.jsonl", text)
     a = [p.id for p in CustomPrompts(ProbeConfig(limit=5, data=path)).prompts]
     assert a == [p.id for p in CustomPrompts(ProbeConfig(limit=5, data=path)).prompts] and len(a) == 5
     assert len(CustomPrompts(ProbeConfig(data=path)).prompts) == 30
@@ -136,7 +128,7 @@ def test_needs_a_file() -> None:
 ])
 def test_bad_line_names_file_and_line(tmp_path: Path, bad_line: str, fragment: str) -> None:
     first = '{"id": "first", "prompt": "fine"}' if "'1'" not in fragment else '{"id": "1", "prompt": "fine"}'
-    path = _write(tmp_path, first + "\n\n" + bad_line + "\n")
+    path = write_file(tmp_path / "prompts.jsonl", first + "\n\n" + bad_line + "\n")
     with pytest.raises(AuditError) as e:
         CustomPrompts(ProbeConfig(data=path))
     assert f"{path}, row ending at line 3" in str(e.value)
@@ -145,13 +137,13 @@ def test_bad_line_names_file_and_line(tmp_path: Path, bad_line: str, fragment: s
 
 def test_default_id_clashing_with_a_given_id(tmp_path: Path) -> None:
     # line 1 has no id, so its id is "1"; line 2 asks for id 1 as well
-    path = _write(tmp_path, '{"prompt": "one"}\n{"prompt": "two", "id": 1}\n')
+    path = write_file(tmp_path / "prompts.jsonl", '{"prompt": "one"}\n{"prompt": "two", "id": 1}\n')
     with pytest.raises(AuditError, match="line 2: id '1' repeats the id of line 1"):
         load_user_prompts(path)
 
 
 def test_non_utf8_byte_is_an_error_naming_the_line(tmp_path: Path) -> None:
-    path = _write(tmp_path, b'{"prompt": "fine"}\n{"prompt": "caf\xe9 au lait"}\n')
+    path = write_file(tmp_path / "prompts.jsonl", b'{"prompt": "fine"}\n{"prompt": "caf\xe9 au lait"}\n')
     with pytest.raises(AuditError) as e:
         load_user_prompts(path)
     assert f"{path}, row ending at line 2" in str(e.value) and "0xe9 is not UTF-8" in str(e.value)
@@ -159,7 +151,7 @@ def test_non_utf8_byte_is_an_error_naming_the_line(tmp_path: Path) -> None:
 
 def test_empty_file_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="no prompts"):
-        load_user_prompts(_write(tmp_path, "\n  \n"))
+        load_user_prompts(write_file(tmp_path / "prompts.jsonl", "\n  \n"))
     with pytest.raises(AuditError, match="prompts file not found"):
         load_user_prompts(tmp_path / "nope.jsonl")
     with pytest.raises(AuditError, match="found a directory"):

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.engine import EngineOptions
 from audit.errors import AuditError
 from audit.metrics import bootstrap_ci, wilson_interval
-from audit.runner import evaluate
 from audit.types import LogLikelihood, LogLikelihoodResult, TextScores
+from probe_helpers import write_file
 from probes.ethos import (DEMO_MAX_CHARS, N_SHOTS, QUICK_LIMIT, SETTINGS, Ethos, _f1_of_codes, f1_score,
                           load_comments)
 from probes.loading import ProbeConfig
@@ -47,15 +46,9 @@ TIE = ("few_shot", "13")  # LL(" yes") == LL(" no"): a tie predicts "not hate"
 # few-shot:  all six right (13 is the tie -> no) -> F1 = 1.0; accuracy 6/6
 
 
-def _write(tmp_path: Path, text: str, name: str = "ethos.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def probe(tmp_path: Path) -> Ethos:
-    return Ethos(ProbeConfig(data=_write(tmp_path, FIXTURE)))
+    return Ethos(ProbeConfig(data=write_file(tmp_path / "ethos.csv", FIXTURE)))
 
 
 def _results(probe: Ethos) -> dict:
@@ -169,11 +162,6 @@ def test_undefined_f1_is_skipped_not_zero(probe: Ethos) -> None:
     assert metrics["f1_one_shot"].caveat == ""
 
 
-def test_aggregate_of_no_rows_is_skipped(probe: Ethos) -> None:
-    metrics = probe.aggregate([])
-    assert len(metrics) == 6 and all(m.status.startswith("skipped") for m in metrics)
-
-
 def test_f1_helpers_agree() -> None:
     gold = [True, True, True, False, False, False, True]
     pred = [True, False, True, True, False, False, False]
@@ -225,21 +213,21 @@ def test_limit_is_a_fixed_subset_without_demonstrations() -> None:
 ])
 def test_bad_row_names_file_and_line(tmp_path: Path, bad_line: str, message: str) -> None:
     # "maybe hate;0.8333333333333334" is data row 10, on line 11 of the file
-    path = _write(tmp_path, FIXTURE.replace("maybe hate;0.8333333333333334", bad_line))
+    path = write_file(tmp_path / "ethos.csv", FIXTURE.replace("maybe hate;0.8333333333333334", bad_line))
     with pytest.raises(AuditError, match=message) as e:
         Ethos(ProbeConfig(data=path))
     assert str(path) in str(e.value) and "line 11" in str(e.value)
 
 
 def test_comma_separated_file_is_a_missing_column(tmp_path: Path) -> None:
-    path = _write(tmp_path, FIXTURE.replace(";", ","))
+    path = write_file(tmp_path / "ethos.csv", FIXTURE.replace(";", ","))
     with pytest.raises(AuditError, match="missing column") as e:
         Ethos(ProbeConfig(data=path))
     assert str(path) in str(e.value) and "';'" in str(e.value)
 
 
 def test_too_few_demonstration_candidates(tmp_path: Path) -> None:
-    path = _write(tmp_path, FIXTURE.replace("fine d;0.0", "fine d;0.1"))
+    path = write_file(tmp_path / "ethos.csv", FIXTURE.replace("fine d;0.0", "fine d;0.1"))
     with pytest.raises(AuditError, match="needs 4 comments with isHate == 0") as e:
         Ethos(ProbeConfig(data=path))
     assert str(path) in str(e.value)
@@ -247,7 +235,7 @@ def test_too_few_demonstration_candidates(tmp_path: Path) -> None:
 
 def test_header_only_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="no comments"):
-        Ethos(ProbeConfig(data=_write(tmp_path, "comment;isHate\n")))
+        Ethos(ProbeConfig(data=write_file(tmp_path / "ethos.csv", "comment;isHate\n")))
     with pytest.raises(AuditError, match="data file not found"):
         Ethos(ProbeConfig(data=tmp_path / "absent.csv"))
 
@@ -257,7 +245,7 @@ def test_header_only_and_missing_file(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_end_to_end_on_tiny_opt(run_probe, backend, real_scorers, tmp_path: Path) -> None:
+def test_end_to_end_on_tiny_opt(run_probe) -> None:
     probe = Ethos(ProbeConfig(limit=QUICK_LIMIT))
     ev = run_probe(probe, token_budget=512)
     rows = ev.rows["ethos"]
@@ -269,8 +257,7 @@ def test_end_to_end_on_tiny_opt(run_probe, backend, real_scorers, tmp_path: Path
         assert sum(g.n for g in m.groups.values()) == m.n
     # Batch invariance: a fresh cache and an 8x larger token budget give the same log-likelihoods.
     # The limit-10 subset is the start of the same fixed permutation, so its comments are among these.
-    again = evaluate({"ethos": Ethos(ProbeConfig(limit=10))}, backend, tmp_path / "other.sqlite",
-                     options=EngineOptions(token_budget=4096, progress=False), loaded_scorers=real_scorers)
+    again = run_probe(Ethos(ProbeConfig(limit=10)), token_budget=4096)  # run_probe keeps a cache per budget
     by_id = {r["id"]: r for r in rows}
     for r in again.rows["ethos"]:
         for s in SETTINGS:

@@ -22,7 +22,7 @@ from audit.gate_paired import item_statistic, item_table, table_value
 from audit.invariance import differences
 from audit.types import Probe, ProbeInfo
 from probes.loading import ProbeConfig
-from probes.registry import PROBES
+from probes.registry import PROBES, fed_by, missing_user_data
 
 # Items per probe: few, so the file stays near a minute on 2 cores. Generation probes get 2 prompts
 # (RealToxicityPrompts and custom prompts sample 25 continuations each); bold's limit is per group
@@ -130,6 +130,27 @@ def test_the_description_matches_what_the_probe_reports(name: str, evaluations: 
         if m.ok and m.n:
             value = table_value(stat, item_table(stat, rows, f"{name} rows"))
             assert value == pytest.approx(m.value, rel=1e-9, abs=1e-9), spec.metric
+    for task in info.lm_eval or ():  # `export --format lm-eval` reads each metric as the mean of a row field
+        for shared in task.metrics:
+            m = metrics[shared.metric]
+            if m.ok and m.n:
+                values = [float(r[shared.item_field]) for r in rows]
+                scale = 0.01 if m.unit == "%" else 1.0  # lm-eval's fractions of our percentages
+                assert sum(values) / len(values) == pytest.approx(m.value * scale, rel=1e-9, abs=1e-9), shared
+
+
+def test_short_names_and_user_data_are_declared_once() -> None:
+    # a gate policy's short name stands for one probe and is no probe's own name
+    aliases = [a for e in PROBES.values() for a in e.info.aliases]
+    assert len(aliases) == len(set(aliases)) and not set(aliases) & set(PROBES)
+    # a probe that runs only on the user's file is fed by its own run option, and says so when it has none
+    fed = {e.user_data.option: name for name, e in PROBES.items() if e.user_data is not None}
+    assert fed and all(fed_by(option) == name for option, name in fed.items())
+    for option, name in fed.items():
+        holds = PROBES[name].user_data.holds  # "prompts"
+        expected = f"the {name} probe needs your {holds}: pass {option} FILE.jsonl"
+        assert missing_user_data(["crows_pairs", name]) == expected
+        assert missing_user_data(["crows_pairs", name], given=[name]) is None
 
 
 @pytest.mark.parametrize("name", NAMES)

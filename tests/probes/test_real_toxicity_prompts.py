@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
+from probe_helpers import built_under_two_global_seeds, write_file
 from probes.loading import ProbeConfig
 from probes.real_toxicity_prompts import (PARAMS, QUICK_LIMIT, RealToxicityPrompts, load_prompts, prompt_group,
                                           toxicity_bucket)
@@ -43,9 +42,7 @@ SCORES = TextScores({"toxicity": {t: {"toxicity": v} for t, v in TOX.items()}})
 
 @pytest.fixture()
 def probe(tmp_path: Path) -> RealToxicityPrompts:
-    path = tmp_path / "rtp.jsonl"
-    path.write_text(FIXTURE, encoding="utf-8")
-    return RealToxicityPrompts(ProbeConfig(data=path))
+    return RealToxicityPrompts(ProbeConfig(data=write_file(tmp_path / "rtp.jsonl", FIXTURE)))
 
 
 def _results(probe: RealToxicityPrompts) -> dict:
@@ -162,11 +159,7 @@ def test_bundled_files() -> None:
 
 
 def test_limit_is_split_over_files_and_fixed() -> None:
-    np.random.seed(3)
-    random.seed(3)
-    a = RealToxicityPrompts(ProbeConfig(limit=QUICK_LIMIT)).prompts
-    np.random.seed(99)
-    b = RealToxicityPrompts(ProbeConfig(limit=QUICK_LIMIT)).prompts
+    a, b = built_under_two_global_seeds(lambda: RealToxicityPrompts(ProbeConfig(limit=QUICK_LIMIT)).prompts)
     assert a == b and len(a) == QUICK_LIMIT
     assert Counter(x.subset for x in a) == {"decodingtrust_toxic": QUICK_LIMIT // 2,
                                             "decodingtrust_nontoxic": QUICK_LIMIT // 2}
@@ -234,21 +227,14 @@ def test_end_to_end_on_tiny_opt(run_probe) -> None:
 
 
 @pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
-def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path, monkeypatch) -> None:
-    from audit.engine import EngineOptions
-    from audit.runner import evaluate
-
+def test_batch_size_does_not_change_metrics(run_probe, probe: RealToxicityPrompts, monkeypatch) -> None:
     # Fewer, shorter samples keep this fast; the probe reads PARAMS at call time.
     monkeypatch.setattr("probes.real_toxicity_prompts.PARAMS", GenParams(max_new_tokens=6, do_sample=True,
                                                                           top_p=0.9, n=3))
-    path = tmp_path / "rtp.jsonl"
-    path.write_text(FIXTURE, encoding="utf-8")
-    probe = RealToxicityPrompts(ProbeConfig(data=path))
-    out = []
-    for budget in (16, 4096):  # separate caches, so both runs compute; 16 tokens: one request a batch
-        out.append(evaluate({"rtp": probe}, backend, tmp_path / f"{budget}.sqlite",
-                            options=EngineOptions(token_budget=budget, progress=False), loaded_scorers=real_scorers))
+    # a cache per budget, so both runs compute; 16 tokens: one request a batch
+    out = [run_probe(probe, token_budget=budget) for budget in (16, 4096)]
     assert out[0].stats.batches > out[1].stats.batches == 1
-    a, b = (e.metrics["rtp"][1] for e in out)
+    a, b = (e.metrics["real_toxicity_prompts"][1] for e in out)
     assert [x.to_json() for x in a] == [x.to_json() for x in b]
-    assert [r["continuations"] for r in out[0].rows["rtp"]] == [r["continuations"] for r in out[1].rows["rtp"]]
+    rows = [e.rows["real_toxicity_prompts"] for e in out]
+    assert [r["continuations"] for r in rows[0]] == [r["continuations"] for r in rows[1]]

@@ -13,6 +13,7 @@ import pytest
 
 from audit.errors import AuditError
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
+from probe_helpers import write_file
 from probes.loading import ProbeConfig
 from probes.repetition import DOMAINS, GREEDY, INFO, NUCLEUS, Repetition
 from probes.repetition_stats import distinct_n_jackknife_ci
@@ -231,34 +232,16 @@ def _expect_error(path: Path, *fragments: str) -> None:
         assert fragment in str(e.value)
 
 
-def test_invalid_json_names_file_and_line(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('{"g": {"e": ["ok"]},\n "h": }', encoding="utf-8")
-    _expect_error(path, "not valid JSON", "line 2")
-
-
-def test_top_level_not_an_object(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('["Jacob is an actor"]', encoding="utf-8")
-    _expect_error(path, "expected an object")
-
-
-def test_group_not_an_object(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('{"American_actors": ["Jacob is an actor"]}', encoding="utf-8")
-    _expect_error(path, "American_actors")
-
-
-def test_prompts_not_strings(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('{"American_actors": {"Jacob_Zachar": ["ok", 3]}}', encoding="utf-8")
-    _expect_error(path, "American_actors/Jacob_Zachar")
-
-
-def test_no_prompts(tmp_path: Path) -> None:
-    path = tmp_path / "gender_prompt.json"
-    path.write_text('{"g": {"e": ["  "]}}', encoding="utf-8")
-    _expect_error(path, "no prompts")
+@pytest.mark.parametrize("text, fragments", [
+    pytest.param('{"g": {"e": ["ok"]},\n "h": }', ("not valid JSON", "line 2"), id="invalid-json-names-the-line"),
+    pytest.param('["Jacob is an actor"]', ("expected an object",), id="top-level-not-an-object"),
+    pytest.param('{"American_actors": ["Jacob is an actor"]}', ("American_actors",), id="group-not-an-object"),
+    pytest.param('{"American_actors": {"Jacob_Zachar": ["ok", 3]}}', ("American_actors/Jacob_Zachar",),
+                 id="prompts-not-strings"),
+    pytest.param('{"g": {"e": ["  "]}}', ("no prompts",), id="no-prompts"),
+])
+def test_malformed_file_is_named(tmp_path: Path, text: str, fragments: tuple[str, ...]) -> None:
+    _expect_error(write_file(tmp_path / "gender_prompt.json", text), *fragments)
 
 
 def test_directory_without_json(tmp_path: Path) -> None:

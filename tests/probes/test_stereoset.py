@@ -16,6 +16,7 @@ import pytest
 from audit.errors import AuditError
 from audit.metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from audit.types import LogLikelihood, LogLikelihoodResult, TextScores
+from probe_helpers import write_file
 from probes.loading import ProbeConfig
 from probes.stereoset import DOMAINS, QUICK_LIMIT, StereoSet, load_examples
 
@@ -65,15 +66,9 @@ LLS = {
 METRICS = [f"{s}_{k}" for s in ("intrasentence", "intersentence", "overall") for k in ("lms", "ss", "icat")]
 
 
-def _write(tmp_path: Path, text: str, name: str = "stereoset.jsonl") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def probe(tmp_path: Path) -> StereoSet:
-    return StereoSet(ProbeConfig(data=_write(tmp_path, FIXTURE)))
+    return StereoSet(ProbeConfig(data=write_file(tmp_path / "stereoset.jsonl", FIXTURE)))
 
 
 def _results(probe: StereoSet) -> dict:
@@ -218,12 +213,6 @@ def test_aggregate_without_one_task_skips_its_metrics(probe: StereoSet) -> None:
     assert m["overall_icat"].value == pytest.approx(m["intersentence_icat"].value)
 
 
-def test_aggregate_of_no_rows_is_skipped_not_dropped(probe: StereoSet) -> None:
-    metrics = probe.aggregate([])
-    assert [x.name for x in metrics] == METRICS
-    assert all(x.status.startswith("skipped") for x in metrics)
-
-
 # ---------------------------------------------------------------------------------------------
 # bundled data and --limit
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +248,7 @@ def test_limit_is_a_fixed_subset_with_every_domain_and_task() -> None:
 def _broken(tmp_path: Path, line: int, new: str) -> Path:
     lines = FIXTURE.splitlines()
     lines[line - 1] = new
-    return _write(tmp_path, "\n".join(lines) + "\n")
+    return write_file(tmp_path / "stereoset.jsonl", "\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("line, row, message", [
@@ -282,12 +271,12 @@ def test_bad_row_names_file_and_line(tmp_path: Path, line: int, row: str, messag
 
 def test_blank_lines_are_skipped_and_ids_stay_line_numbers(tmp_path: Path) -> None:
     lines = FIXTURE.splitlines()
-    path = _write(tmp_path, "\n".join([lines[0], "", "   ", lines[1]]) + "\n\n")
+    path = write_file(tmp_path / "stereoset.jsonl", "\n".join([lines[0], "", "   ", lines[1]]) + "\n\n")
     assert [e.id for e in load_examples(path)] == ["1", "4"]
 
 
 def test_empty_and_missing_files(tmp_path: Path) -> None:
-    empty = _write(tmp_path, "\n\n")
+    empty = write_file(tmp_path / "stereoset.jsonl", "\n\n")
     with pytest.raises(AuditError, match="no StereoSet examples") as e:
         StereoSet(ProbeConfig(data=empty))
     assert str(empty) in str(e.value)
@@ -325,16 +314,9 @@ def test_end_to_end_quick(run_probe) -> None:
 
 
 @pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
-def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
-    from audit.engine import EngineOptions
-    from audit.runner import evaluate
-
+def test_batch_size_does_not_change_metrics(run_probe) -> None:
     probe = StereoSet(ProbeConfig(limit=30))
-    out = []
-    for budget in (512, 4096):  # separate caches, so both runs compute
-        ev = evaluate({"stereoset": probe}, backend, tmp_path / f"{budget}.sqlite",
-                      options=EngineOptions(token_budget=budget, progress=False), loaded_scorers=real_scorers)
-        out.append(ev)
+    out = [run_probe(probe, token_budget=budget) for budget in (512, 4096)]  # a cache per budget: both compute
     a, b = (e.metrics["stereoset"][1] for e in out)
     assert [x.to_json() for x in a] == [x.to_json() for x in b]
     for ra, rb in zip(out[0].rows["stereoset"], out[1].rows["stereoset"]):

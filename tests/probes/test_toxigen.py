@@ -5,16 +5,15 @@ end-to-end run on tiny-opt with the real embedded scorer."""
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.types import Generate, Generation, GenParams, Sample, TextScores
+from probe_helpers import built_under_two_global_seeds, write_file, write_files
 from probes.loading import ProbeConfig
 from probes.toxigen import PARAMS, PER_FILE, QUICK_LIMIT, ToxiGen, build_prompt, next_statement, parse_line
 
@@ -41,16 +40,9 @@ TOX = {"asians are sneaky": 0.9, "": 0.1, "women should stay home and": 0.7, "as
 SCORES = TextScores({"toxicity": {t: {"toxicity": v} for t, v in TOX.items()}})
 
 
-def _write(d: Path, files: dict[str, str] = FILES) -> Path:
-    d.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (d / name).write_text(text, encoding="utf-8")
-    return d
-
-
 @pytest.fixture()
 def probe(tmp_path: Path) -> ToxiGen:
-    return ToxiGen(ProbeConfig(data=_write(tmp_path / "tg")))
+    return ToxiGen(ProbeConfig(data=write_files(tmp_path / "tg", FILES)))
 
 
 def _results(probe: ToxiGen) -> dict:
@@ -139,7 +131,7 @@ def test_aggregate(probe: ToxiGen) -> None:
 
 
 def test_missing_kind_is_skipped_with_reason(tmp_path: Path) -> None:
-    p = ToxiGen(ProbeConfig(data=_write(tmp_path / "tg", {"hate_women_1k.txt": FILES["hate_women_1k.txt"]})))
+    p = ToxiGen(ProbeConfig(data=write_files(tmp_path / "tg", {"hate_women_1k.txt": FILES["hate_women_1k.txt"]})))
     metrics = {m.name: m for m in p.aggregate(p.rows(_results(p), SCORES))}
     assert metrics["pct_toxic_hate_prompts"].ok and metrics["pct_toxic_hate_prompts"].value == 100.0
     assert metrics["pct_toxic_neutral_prompts"].status == "skipped: no neutral_* prompt files in the data"
@@ -164,11 +156,7 @@ def test_bundled_prompts() -> None:
 
 
 def test_limit_is_spread_over_files_and_fixed() -> None:
-    np.random.seed(5)
-    random.seed(5)
-    a = ToxiGen(ProbeConfig(limit=QUICK_LIMIT)).prompts
-    np.random.seed(77)
-    b = ToxiGen(ProbeConfig(limit=QUICK_LIMIT)).prompts
+    a, b = built_under_two_global_seeds(lambda: ToxiGen(ProbeConfig(limit=QUICK_LIMIT)).prompts)
     assert a == b and QUICK_LIMIT == 62 and len(a) == 62
     assert set(Counter(x.id.split(":")[0] for x in a).values()) == {2}  # every file twice: all groups, both kinds
     assert {x.id for x in ToxiGen(ProbeConfig(limit=31)).prompts} <= {x.id for x in a}  # nested subsets
@@ -182,7 +170,7 @@ def test_limit_is_spread_over_files_and_fixed() -> None:
 
 
 def test_bad_file_name(tmp_path: Path) -> None:
-    d = _write(tmp_path / "tg", {"asian.txt": FILES["hate_women_1k.txt"]})
+    d = write_files(tmp_path / "tg", {"asian.txt": FILES["hate_women_1k.txt"]})
     with pytest.raises(AuditError, match="hate_<group>_1k.txt") as e:
         ToxiGen(ProbeConfig(data=d))
     assert "asian.txt" in str(e.value)
@@ -190,8 +178,8 @@ def test_bad_file_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["a plain sentence", "- only one statement", "\\n\\n-", "- \\n-"])
 def test_bad_line_names_file_and_line(tmp_path: Path, bad: str) -> None:
-    path = tmp_path / "hate_women_1k.txt"
-    path.write_text(FILES["hate_women_1k.txt"] + "\n" + bad + "\n", encoding="utf-8")  # line 2 blank, bad on 3
+    # line 1: a good prompt, line 2 blank, the bad one on line 3
+    path = write_file(tmp_path / "hate_women_1k.txt", FILES["hate_women_1k.txt"] + "\n" + bad + "\n")
     with pytest.raises(AuditError) as e:
         ToxiGen(ProbeConfig(data=path))
     assert str(path) in str(e.value) and "line 3" in str(e.value)
@@ -199,7 +187,7 @@ def test_bad_line_names_file_and_line(tmp_path: Path, bad: str) -> None:
 
 def test_empty_inputs(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="no prompts"):
-        ToxiGen(ProbeConfig(data=_write(tmp_path / "tg", {"hate_women_1k.txt": "\n"})))
+        ToxiGen(ProbeConfig(data=write_files(tmp_path / "tg", {"hate_women_1k.txt": "\n"})))
     (tmp_path / "none").mkdir()
     with pytest.raises(AuditError, match="no \\*.txt"):
         ToxiGen(ProbeConfig(data=tmp_path / "none"))
@@ -229,18 +217,13 @@ def test_end_to_end_on_tiny_opt(run_probe) -> None:
 
 
 @pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
-def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path, monkeypatch) -> None:
-    from audit.engine import EngineOptions
-    from audit.runner import evaluate
-
+def test_batch_size_does_not_change_metrics(run_probe, probe: ToxiGen, monkeypatch) -> None:
     monkeypatch.setattr("probes.toxigen.PARAMS", GenParams(max_new_tokens=8, do_sample=True, temperature=0.1,
                                                            top_p=0.9))
-    probe = ToxiGen(ProbeConfig(data=_write(tmp_path / "tg")))
-    out = []
-    for budget in (16, 4096):  # separate caches, so both runs compute; 16 tokens: one prompt a batch
-        out.append(evaluate({"tg": probe}, backend, tmp_path / f"{budget}.sqlite",
-                            options=EngineOptions(token_budget=budget, progress=False), loaded_scorers=real_scorers))
+    # a cache per budget, so both runs compute; 16 tokens: one prompt a batch
+    out = [run_probe(probe, token_budget=budget) for budget in (16, 4096)]
     assert out[0].stats.batches > out[1].stats.batches == 1
-    a, b = (e.metrics["tg"][1] for e in out)
+    a, b = (e.metrics["toxigen"][1] for e in out)
     assert [x.to_json() for x in a] == [x.to_json() for x in b]
-    assert [r["raw_continuation"] for r in out[0].rows["tg"]] == [r["raw_continuation"] for r in out[1].rows["tg"]]
+    rows = [e.rows["toxigen"] for e in out]
+    assert [r["raw_continuation"] for r in rows[0]] == [r["raw_continuation"] for r in rows[1]]

@@ -5,16 +5,15 @@ end to end on tiny-opt."""
 from __future__ import annotations
 
 import hashlib
-import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from audit.errors import AuditError
 from audit.metrics import wilson_interval
 from audit.types import LogLikelihood, LogLikelihoodResult, TextScores
+from probe_helpers import built_under_two_global_seeds, write_files
 from probes.loading import ProbeConfig
 from probes.winobias import QUICK_LIMIT, WinoBias, is_minimal_pair, parse_line
 
@@ -43,17 +42,9 @@ LLS = {
 }
 
 
-def _write_dir(tmp_path: Path, files: dict[str, str] = FILES) -> Path:
-    folder = tmp_path / "wino"
-    folder.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
-
-
 @pytest.fixture()
 def probe(tmp_path: Path) -> WinoBias:
-    return WinoBias(ProbeConfig(data=_write_dir(tmp_path)))
+    return WinoBias(ProbeConfig(data=write_files(tmp_path / "wino", FILES)))
 
 
 def _results(probe: WinoBias) -> dict:
@@ -135,12 +126,6 @@ def test_aggregate(probe: WinoBias) -> None:
         assert sum(g.n for g in m.groups.values()) == m.n
 
 
-def test_aggregate_of_no_rows_is_skipped_not_dropped(probe: WinoBias) -> None:
-    metrics = probe.aggregate([])
-    assert [m.name for m in metrics] == ["pct_pro_preferred", "pct_pro_preferred_by_pronoun", "ll_gap"]
-    assert all(m.status.startswith("skipped") for m in metrics)
-
-
 # ---------------------------------------------------------------------------------------------
 # bundled data and --limit
 # ---------------------------------------------------------------------------------------------
@@ -163,12 +148,8 @@ def test_bundled_test_split() -> None:
 
 
 def test_limit_is_a_fixed_subset_independent_of_global_rngs() -> None:
-    np.random.seed(1)
-    random.seed(1)
-    first = [x.id for x in WinoBias(ProbeConfig(limit=QUICK_LIMIT)).pairs]
-    np.random.seed(7)
-    random.seed(7)
-    assert [x.id for x in WinoBias(ProbeConfig(limit=QUICK_LIMIT)).pairs] == first
+    first, again = built_under_two_global_seeds(lambda: [x.id for x in WinoBias(ProbeConfig(limit=QUICK_LIMIT)).pairs])
+    assert again == first
     assert len(first) == QUICK_LIMIT and {i.split("/")[0] for i in first} == {"type1", "type2"}
     assert set(first) <= {x.id for x in WinoBias(ProbeConfig(limit=200)).pairs}
 
@@ -179,7 +160,7 @@ def test_limit_is_a_fixed_subset_independent_of_global_rngs() -> None:
 
 
 def test_line_count_mismatch_names_both_files(tmp_path: Path) -> None:
-    folder = _write_dir(tmp_path, {**FILES, "anti_stereotyped_type2.txt.test": ANTI2.split("\n")[0] + "\n"})
+    folder = write_files(tmp_path / "wino", {**FILES, "anti_stereotyped_type2.txt.test": ANTI2.split("\n")[0] + "\n"})
     with pytest.raises(AuditError, match="not aligned") as e:
         WinoBias(ProbeConfig(data=folder))
     msg = str(e.value)
@@ -187,25 +168,24 @@ def test_line_count_mismatch_names_both_files(tmp_path: Path) -> None:
     assert "ends after line 1" in msg
 
 
-def test_numbering_mismatch_names_file_and_line(tmp_path: Path) -> None:
-    folder = _write_dir(tmp_path, {**FILES, "anti_stereotyped_type1.txt.test": ANTI1.replace("2 The", "5 The")})
-    with pytest.raises(AuditError, match="not aligned") as e:
+@pytest.mark.parametrize("name, text, match, line", [
+    pytest.param("anti_stereotyped_type1.txt.test", ANTI1.replace("2 The", "5 The"), "not aligned", 2,
+                 id="numbering-mismatch"),
+    pytest.param("pro_stereotyped_type1.txt.test", PRO1.replace("3 [The mover]", "[The mover]"),
+                 "expected '<number> <sentence>'", 3, id="line-without-number"),
+])
+def test_bad_line_names_file_and_line(tmp_path: Path, name: str, text: str, match: str, line: int) -> None:
+    folder = write_files(tmp_path / "wino", {**FILES, name: text})
+    with pytest.raises(AuditError, match=match) as e:
         WinoBias(ProbeConfig(data=folder))
-    assert "anti_stereotyped_type1.txt.test" in str(e.value) and "line 2" in str(e.value)
-
-
-def test_line_without_number_names_file_and_line(tmp_path: Path) -> None:
-    folder = _write_dir(tmp_path, {**FILES, "pro_stereotyped_type1.txt.test": PRO1.replace("3 [The mover]", "[The mover]")})
-    with pytest.raises(AuditError, match="expected '<number> <sentence>'") as e:
-        WinoBias(ProbeConfig(data=folder))
-    assert "pro_stereotyped_type1.txt.test" in str(e.value) and "line 3" in str(e.value)
+    assert name in str(e.value) and f"line {line}" in str(e.value)
 
 
 def test_blank_line_and_unbalanced_brackets(tmp_path: Path) -> None:
-    folder = _write_dir(tmp_path, {**FILES, "pro_stereotyped_type2.txt.test": "\n" + PRO2})
+    folder = write_files(tmp_path / "wino", {**FILES, "pro_stereotyped_type2.txt.test": "\n" + PRO2})
     with pytest.raises(AuditError, match="line 1"):
         WinoBias(ProbeConfig(data=folder))
-    folder = _write_dir(tmp_path, {**FILES, "pro_stereotyped_type2.txt.test": PRO2.replace("[him]", "[him")})
+    folder = write_files(tmp_path / "wino", {**FILES, "pro_stereotyped_type2.txt.test": PRO2.replace("[him]", "[him")})
     with pytest.raises(AuditError, match="unbalanced") as e:
         WinoBias(ProbeConfig(data=folder))
     assert "line 1" in str(e.value)
@@ -214,7 +194,7 @@ def test_blank_line_and_unbalanced_brackets(tmp_path: Path) -> None:
 def test_missing_file_and_not_a_directory(tmp_path: Path) -> None:
     files = dict(FILES)
     del files["anti_stereotyped_type2.txt.test"]
-    folder = _write_dir(tmp_path, files)
+    folder = write_files(tmp_path / "wino", files)
     with pytest.raises(AuditError, match="data file not found") as e:
         WinoBias(ProbeConfig(data=folder))
     assert "anti_stereotyped_type2.txt.test" in str(e.value)
@@ -224,7 +204,7 @@ def test_missing_file_and_not_a_directory(tmp_path: Path) -> None:
 
 def test_crlf_and_non_minimal_pairs_are_kept(tmp_path: Path) -> None:
     anti = ANTI1.replace("because [she] is grateful.", "because [she] is rude.").replace("\n", "\r\n")
-    p = WinoBias(ProbeConfig(data=_write_dir(tmp_path, {**FILES, "anti_stereotyped_type1.txt.test": anti})))
+    p = WinoBias(ProbeConfig(data=write_files(tmp_path / "wino", {**FILES, "anti_stereotyped_type1.txt.test": anti})))
     assert [x.minimal_pair for x in p.pairs] == [True, True, False, True, True]
     assert p.pairs[2].anti == "The mover said thank you to the housekeeper because she is rude."
 
@@ -248,15 +228,9 @@ def test_end_to_end_quick(run_probe) -> None:
 
 
 @pytest.mark.heavy  # exact equality, stricter than (and covered within tolerance by) tests/probes/test_probe_contract.py: make test-all
-def test_batch_size_does_not_change_metrics(backend, real_scorers, tmp_path: Path) -> None:
-    from audit.engine import EngineOptions
-    from audit.runner import evaluate
-
+def test_batch_size_does_not_change_metrics(run_probe) -> None:
     probe = WinoBias(ProbeConfig(limit=40))
-    out = []
-    for budget in (512, 4096):  # separate caches, so both runs compute
-        out.append(evaluate({"winobias": probe}, backend, tmp_path / f"{budget}.sqlite",
-                            options=EngineOptions(token_budget=budget, progress=False), loaded_scorers=real_scorers))
+    out = [run_probe(probe, token_budget=budget) for budget in (512, 4096)]  # a cache per budget: both compute
     a, b = (e.metrics["winobias"][1] for e in out)
     assert [m.to_json() for m in a[:2]] == [m.to_json() for m in b[:2]]  # the preference shares
     assert a[2].value == pytest.approx(b[2].value, rel=1e-5, abs=1e-6)  # ll_gap: fp32 padding noise only

@@ -17,15 +17,13 @@ Shared by tests/reports/test_compare_runs.py and tests/dashboards (loaded by pat
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from audit.metrics import mean_metric, proportion_metric
-from audit.store import write_manifest, write_samples, write_summary
-from audit.types import Generation, Metric, ProbeInfo, Sample, TextScores
+from audit.types import Generation, Metric, Sample, TextScores
+from written_runs import crows_rows, rtp_rows, write_run_dir
 
 N = 10  # prompts per probe (repetition: per decoding)
 # BOLD-format prompts: two domains of two groups, 5 prompts each (the repetition probe reads them too)
@@ -79,55 +77,23 @@ def bold(data: Path, seed: int) -> tuple[list[dict], list[Metric]]:
     return rows, probe.aggregate(rows)
 
 
-def rtp(flags: list[int]) -> tuple[list[dict], list[Metric]]:
-    rows = [{"id": f"p{i}", "group": "toxic", "any_toxic": bool(f), "max_toxicity": 0.9 if f else 0.1}
-            for i, f in enumerate(flags)]
-    groups = [r["group"] for r in rows]
-    metrics = [proportion_metric("toxicity_probability", [r["any_toxic"] for r in rows], groups,
-                                 higher_is_better=False, description="", citation=""),
-               mean_metric("expected_max_toxicity", [r["max_toxicity"] for r in rows], groups,
-                           higher_is_better=False, description="", citation="")]
-    return rows, [replace(m, scorer={"kind": "toxicity", "id": "embedded:1:abc"}) for m in metrics]
-
-
-def crows(flags: list[int]) -> tuple[list[dict], list[Metric]]:
-    rows = [{"id": str(i), "group": "race", "stereotyped": bool(f), "abs_diff": 1.0 + i} for i, f in enumerate(flags)]
-    return rows, [proportion_metric("pct_stereotype", [r["stereotyped"] for r in rows], None, higher_is_better=None,
-                                    ideal=50.0, unit="%", scale=100.0, description="", citation="")]
-
-
 def write_run(run_dir: Path, probes: dict[str, tuple[list[dict], list[Metric]]], *, seed: int = 0,
               versions: dict[str, str] | None = None) -> Path:
-    """A complete run directory in the runner's shape, from (rows, metrics) per probe."""
+    """A complete run directory in the runner's shape, from (rows, metrics) per probe, each probe at
+    its registered version unless `versions` says otherwise."""
     from probes.registry import PROBES
 
-    versions = {p: (versions or {}).get(p, PROBES[p].info.version) for p in probes}
-    name = run_dir.name
-    write_manifest(run_dir, {
-        "run_id": name, "status": "complete",
-        "spec": {"model": {"model": name, "revision": None, "dtype": "auto", "attn": "auto", "device": "cpu"},
-                 "probes": list(probes), "suite": None, "limit": N, "seed": seed, "data": [],
-                 "scorer": {"name": "embedded", "checkpoint": None, "config_dir": None, "device": "auto"}},
-        "model": {"model": name, "revision": "sha256:0", "dtype": "float32"},
-        "backend_id": f"hf:{name}@sha256:0|float32|sdpa|cpu|sampler1",
-        "probes": {p: {"version": versions[p], "data_sha256": "d"} for p in probes},
-        "scorers": {"toxicity": {"id": "embedded:1:abc"}}})
-    # each probe's registered self-description, as a run writes it (comparisons pair on its statistics)
-    write_summary(run_dir, {p: (replace(PROBES[p].info, version=versions[p], title=p, description="", citation="",
-                                        data_license=""), metrics)
-                            for p, (_, metrics) in probes.items()})
-    for p, (rows, _) in probes.items():
-        write_samples(run_dir, p, rows)
-    return run_dir
+    return write_run_dir(run_dir, probes, {p: (versions or {}).get(p, PROBES[p].info.version) for p in probes},
+                         seed=seed, limit=N)
 
 
 def write_pair(root: Path) -> Pair:
     """The baseline and candidate runs described in the module docstring, under `root`."""
     data = write_data(root)
     base = {"repetition": repetition(data, [STUTTER] * N, [PLAIN] * N), "bold": bold(data, seed=1),
-            "real_toxicity_prompts": rtp([0] * N), "crows_pairs": crows([1, 0] * 5)}
+            "real_toxicity_prompts": rtp_rows([0] * N), "crows_pairs": crows_rows([1, 0] * 5)}
     cand = {"repetition": repetition(data, [PHRASE] * N, [PHRASE] * 8 + [PLAIN] * 2), "bold": bold(data, seed=2),
-            "real_toxicity_prompts": rtp([1] * 8 + [0] * 2), "crows_pairs": crows([0, 1] * 5)}
+            "real_toxicity_prompts": rtp_rows([1] * 8 + [0] * 2), "crows_pairs": crows_rows([0, 1] * 5)}
     return Pair(write_run(root / "baseline", base, seed=0), write_run(root / "candidate", cand, seed=1))
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from audit.errors import AuditError
-from audit.scoring.calibration import (IsotonicMap, calibration_error, fit_isotonic, load_rtp_texts,
+from audit.cli import bundled_scorer_data
+from audit.scoring.calibration import (IsotonicMap, calibration_error, fit_isotonic, load_scored_texts,
                                        split_of)
 
 
@@ -98,7 +99,7 @@ def test_rtp_split_is_stable_and_leak_free(tmp_path: Path) -> None:
         _record(other, "first prompt", 0.9, " shared text", 0.1),
         _record(val, "second prompt", None, " shared text", 0.2),  # prompt without a score: skipped
     ]) + "\n", encoding="utf-8")
-    texts = {t.text: t for t in load_rtp_texts([path])}
+    texts = {t.text: t for t in load_scored_texts([path])}
     assert set(texts) == {"first prompt", " shared text"}
     # the shared text is kept once, in validate (it must never train what it validates)
     assert texts[" shared text"].part == "validate" and texts[" shared text"].perspective == 0.2
@@ -106,7 +107,7 @@ def test_rtp_split_is_stable_and_leak_free(tmp_path: Path) -> None:
 
 
 def test_bundled_rtp_split_sizes() -> None:
-    texts = load_rtp_texts()
+    texts = load_scored_texts(f.path for f in bundled_scorer_data().prompt_toxicity_records)
     counts = {p: sum(t.part == p for t in texts) for p in ("fit", "calibrate", "validate")}
     assert 4700 <= sum(counts.values()) <= 4792  # 2,396 records x 2 texts, less duplicates and unscored
     assert 0.45 < counts["validate"] / len(texts) < 0.55

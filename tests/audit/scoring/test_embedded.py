@@ -12,8 +12,8 @@ import pytest
 from audit.errors import AuditError
 from audit.scoring.base import Scorer, validate_scores
 from audit.scoring.embedded import DEFAULT_HEAD, EMBED_DIM, EmbeddedScorer, load_head, validity_path
-from audit.scoring.train_embedded import (BOLD_FIT_DOMAINS, DATA_DIR, Recipe, degenerate_source, degenerate_texts,
-                                          train_embedded_head)
+from audit.cli import bundled_scorer_data
+from audit.scoring.train_embedded import FIT_DOMAINS, Recipe, degenerate_source, degenerate_texts, train_embedded_head
 from probes.toxigen import parse_line
 
 
@@ -72,7 +72,7 @@ def test_degenerate_text_is_not_toxic(scorer: EmbeddedScorer) -> None:
     # The shipped head flags about 0.5% of such text on the held-out set (its validity record); here
     # we allow 1 of 82, and ask the typical score to sit far below the 0.5 threshold: on the
     # Perspective scale plain benign text scores about 0.05-0.2, and this set's median is about 0.1.
-    source = degenerate_source(DATA_DIR, BOLD_FIT_DOMAINS)
+    source = degenerate_source([f.path for f in bundled_scorer_data().sentence_files(FIT_DOMAINS)])
     generated = [t for _, t in degenerate_texts(np.random.default_rng(7), 64, source)]
     scores = np.array(scorer.score(DEGENERATE + generated)["toxicity"])
     assert int((scores >= 0.5).sum()) <= 1, [t for t, s in zip(DEGENERATE + generated, scores) if s >= 0.5]
@@ -183,13 +183,13 @@ def test_toxigen_line_repairs() -> None:
 
 # A small recipe: the same code path as the shipped head (MLP + isotonic map), on 240 training texts
 # and 40 calibration texts, so two trainings fit in a test (the full one takes minutes).
-SMALL = Recipe(davidson_hate=20, davidson_offensive=20, davidson_neither=40, toxigen=20, degenerate=40,
-               identity=20, bold=20, rtp=20, calibrate=40, max_iter=30)
+SMALL = Recipe(davidson_hate=20, davidson_offensive=20, davidson_neither=40, statements=20, degenerate=40,
+               identity=20, sentences=20, scored_texts=20, calibrate=40, max_iter=30)
 
 
 def test_training_is_deterministic(tmp_path: Path) -> None:
-    a = train_embedded_head(tmp_path / "a.json", seed=3, recipe=SMALL)
-    b = train_embedded_head(tmp_path / "b.json", seed=3, recipe=SMALL)
+    a = train_embedded_head(tmp_path / "a.json", bundled_scorer_data(), seed=3, recipe=SMALL)
+    b = train_embedded_head(tmp_path / "b.json", bundled_scorer_data(), seed=3, recipe=SMALL)
     assert a.read_bytes() == b.read_bytes()
     head = load_head(a)
     n = head.raw["n_train"]

@@ -5,12 +5,15 @@ embedded head."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import pytest
 
+from audit.cli import bundled_scorer_data
 from audit.scoring.calibration import split_of
+from audit.scoring.data import DataFile
 from audit.scoring.embedded import DEFAULT_HEAD, validity_path
 from audit.scoring.train_embedded import DEGENERATE_KINDS
 from audit.scoring.validity import (degenerate_false_positives, f1_score, format_validity, roc_auc, spearman,
@@ -92,8 +95,10 @@ def test_validate_scorer_on_tiny_fixtures(tmp_path: Path) -> None:
     ethos.write_text("comment;isHate\nI hate you;0.8\nhello;0.1\nyou are trash;0.5\nI hate mondays;0.2\n",
                      encoding="utf-8")
     out = tmp_path / "rec.json"
-    rec = validate_scorer(KeywordScorer(), out_path=out, hatecheck_csv=hatecheck, ethos_csv=ethos,
-                          rtp_paths=[_rtp_fixture(tmp_path)], degenerate=False)
+    data = replace(bundled_scorer_data(), functional_tests=DataFile("hc.csv", hatecheck),
+                   labelled_hate_speech=DataFile("ethos.csv", ethos),
+                   prompt_toxicity_records=(DataFile("rtp.jsonl", _rtp_fixture(tmp_path)),))
+    rec = validate_scorer(KeywordScorer(), data, out_path=out, degenerate=False)
     funcs = rec["hatecheck"]["functionalities"]
     assert rec["hatecheck"]["accuracy"] == pytest.approx(4 / 6, abs=1e-6)
     assert funcs["derog_h"]["accuracy"] == pytest.approx(2 / 3, abs=1e-6) and funcs["derog_h"]["n"] == 3
@@ -130,13 +135,13 @@ class ConstantScorer(KeywordScorer):
 
 def test_degenerate_false_positives_counts() -> None:
     # 16 texts, two of each of the 8 kinds; a scorer at 0.49 flags none, one at 0.5 flags all
-    low = degenerate_false_positives(ConstantScorer(0.49), n=16)
+    low = degenerate_false_positives(ConstantScorer(0.49), bundled_scorer_data(), n=16)
     assert low["n"] == 16 and low["fpr"] == 0.0 and set(low["per_kind"]) == set(DEGENERATE_KINDS)
-    high = degenerate_false_positives(ConstantScorer(0.5), n=16)
+    high = degenerate_false_positives(ConstantScorer(0.5), bundled_scorer_data(), n=16)
     assert high["fpr"] == 1.0 and all(v == 1.0 for v in high["per_kind"].values())
     assert high["ci"][0] > 0.75  # Wilson lower bound for 16 of 16
     # a fixed seed gives the same texts, so the same record
-    assert degenerate_false_positives(ConstantScorer(0.49), n=16) == low
+    assert degenerate_false_positives(ConstantScorer(0.49), bundled_scorer_data(), n=16) == low
 
 
 def test_shipped_validity_record() -> None:
