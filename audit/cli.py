@@ -787,7 +787,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     from audit.errors import InputWarning
+    from audit.threads import prefer_sleeping_waits
 
+    prefer_sleeping_waits()  # before anything imports torch: a shared core must not be spun on
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_debug(args_list)
     command = None

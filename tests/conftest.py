@@ -13,7 +13,11 @@ from typing import NamedTuple
 
 import pytest
 
+from audit.threads import prefer_sleeping_waits
+
 REPO = Path(__file__).resolve().parents[1]
+# tests run models in this process: their torch waits by sleeping, as `opt-audit`'s does (audit/threads.py)
+prefer_sleeping_waits()
 
 
 @pytest.fixture(scope="session", autouse=True)
