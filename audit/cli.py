@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (flash_attention_2 if installed on CUDA, else sdpa), sdpa, eager, flash_attention_2")
     run.add_argument("--token-budget", type=_positive_int,
                      help="padded tokens per batch (default: what half the memory left after loading the "
-                          "model holds, at most 8192 on CPU and 65536 on CUDA; recorded in the manifest)")
+                          "model holds, at most 65536 on CUDA; on CPU at most 8192 and at most 512 MiB of activations, "
+                          "4096 tokens for SmolLM2-135M; recorded in the manifest)")
     run.add_argument("--batch-size", type=_positive_int, help="optional cap on rows per batch")
     run.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     run.add_argument("--label", metavar="NAME",

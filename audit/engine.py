@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from audit.batching import Batch, plan_batches, restore
 from audit.cache import ResultCache, keys_for
+from audit.heap import release_free_memory
 from audit.progress import request_work, units, work_bar
 from audit.types import Backend, Classify, Embed, ExtractSpan, Generate, LogLikelihood, Request, Result, dedupe
 
@@ -95,6 +96,7 @@ def run_requests(
                 if not bar.disable:
                     bar.update(units([request_work(backend, r) for r in items]))
             n_batches += len(batches)
+            release_free_memory()  # this kind's freed activations go back to the OS (audit.heap)
             for r, res in zip(todo, restore(len(todo), batches, outputs)):
                 results[r] = res
     finally:

@@ -324,10 +324,14 @@ class HFBackend:
         return self.tok.prompt_truncation(req, self.spec.chat_template)
 
     def cost(self, request: Request) -> int:
-        """Tokens of the request's row(s); a shared prompt is counted once for its n samples."""
+        """Tokens of the request's row(s), as memory: a generation's n samples each hold their own copy
+        of the prompt's keys and values (audit.backends.decode repeats the one prefill n times), so
+        its prompt counts n times even when it is computed once. Counting it once let a batch of
+        25-sample prompts hold about twice the KV cache its token budget allows (SmolLM2-135M's
+        quick suite peaked 0.4 GB above the budget's bound)."""
         if isinstance(request, Embed):
             return len(self._embed_tokens(request))
-        return self.tok.cost(request, self.share_prefixes, self.spec.chat_template)
+        return self.tok.cost(request, share_prompt=False, chat=self.spec.chat_template)
 
     def shared_prefix(self, request: Request) -> SharedPrefix | None:
         """The leading tokens this request computes once with every other request of the same context

@@ -112,3 +112,16 @@ def test_the_manifest_records_the_budget_and_why(tmp_path: Path) -> None:
         else:
             assert engine == {"token_budget": 777, "token_budget_reason": "set by --token-budget",
                               "max_batch_size": None}
+
+
+def test_the_cpu_ceiling_is_what_512_mib_of_activations_hold() -> None:
+    # SmolLM2 on CPU with 16 GiB free: memory fits (8,589,934,592 - 201,326,592) // 125,952 = 66,601
+    # tokens, but 512 MiB of activations hold 536,870,912 // 125,952 = 4,262 -> 4,096 (a multiple of
+    # 256): the ceiling is 4,096, not 8,192 (larger CPU batches were slower and 0.6 GB bigger)
+    b = default_token_budget(SMOLLM2, "cpu", 16 * GIB)
+    assert b.tokens == 4096 and "fits 66,601 tokens" in b.reason and "the ceiling" in b.reason
+    assert "[512, 4,096]" in b.reason
+    # tiny-opt: 536,870,912 // 55,392 = 9,692 -> 9,472, above the old 8,192, which stays the ceiling
+    assert default_token_budget(TINY, "cpu", 16 * GIB).tokens == 8192
+    # CUDA has no such cap: SmolLM2 with 16 GiB free fits 66,601 -> 66,560, clamped to 65,536
+    assert default_token_budget(SMOLLM2, "cuda", 16 * GIB).tokens == 65536

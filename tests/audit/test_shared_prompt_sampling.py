@@ -79,11 +79,13 @@ def test_eos_stops_a_sample_as_generate_does(backend) -> None:
     assert shared.generate(hi, 0)[0].samples[0].tokens == () and shared.generate(hi, 0)[0].samples[0].stopped_at_eos
 
 
-def test_a_shared_prompt_is_counted_once_in_the_batch_cost(backend) -> None:
+def test_a_shared_prompt_is_counted_per_sample_in_the_batch_cost(backend) -> None:
+    # computed once, but held n times: each sample row's KV cache has its own copy of the prompt, so
+    # the memory a batch's token budget bounds counts it per sample, with prefix sharing or without
     req = Generate("The weather today is", SAMPLED)
     prompt = len(backend.tokenizer("The weather today is")["input_ids"])  # </s> The weather today is = 5
     assert prompt == 5
-    assert backend.cost(req) == 5 + 4 * 5  # prompt once, then 5 samples x 4 new tokens = 25
+    assert backend.cost(req) == (5 + 4) * 5  # five rows of prompt + 4 new tokens = 45
     assert backend.with_sharing(False).cost(req) == (5 + 4) * 5  # five copies of prompt + new tokens = 45
 
 
