@@ -5,9 +5,9 @@ threshold (up to 32 MB), so later mid-sized tensors (a batch's activations, a KV
 the heap, and a heap page that is free but sits below a live allocation is never returned: the
 process keeps the high-water mark of every phase. Between the engine's phases (all log-likelihood
 batches, then all generation batches, ...) `malloc_trim(0)` returns those pages. Measured on
-SmolLM2-135M's quick suite (bench/quick_suite.py, 2 quiet cores): peak RSS 2,053 MiB without it,
-1,854 and 2,011 MiB in two runs with it (the peak varies by ~150 MiB from run to run), no
-measurable change in wall time. It frees nothing that is in use, so no number changes.
+SmolLM2-135M's quick suite (bench/quick_suite.py, 2 quiet cores, otherwise the same code): peak
+RSS 2,053 MiB without it, 1,854 and 2,011 MiB in two runs with it (the peak varies by ~150 MiB
+from run to run), no measurable change in wall time. It frees nothing that is in use, so no number changes.
 """
 
 from __future__ import annotations

@@ -324,14 +324,10 @@ class HFBackend:
         return self.tok.prompt_truncation(req, self.spec.chat_template)
 
     def cost(self, request: Request) -> int:
-        """Tokens of the request's row(s), as memory: a generation's n samples each hold their own copy
-        of the prompt's keys and values (audit.backends.decode repeats the one prefill n times), so
-        its prompt counts n times even when it is computed once. Counting it once let a batch of
-        25-sample prompts hold about twice the KV cache its token budget allows (SmolLM2-135M's
-        quick suite peaked 0.4 GB above the budget's bound)."""
+        """Tokens of the request's row(s); a shared prompt is counted once for its n samples."""
         if isinstance(request, Embed):
             return len(self._embed_tokens(request))
-        return self.tok.cost(request, share_prompt=False, chat=self.spec.chat_template)
+        return self.tok.cost(request, self.share_prefixes, self.spec.chat_template)
 
     def shared_prefix(self, request: Request) -> SharedPrefix | None:
         """The leading tokens this request computes once with every other request of the same context
@@ -471,11 +467,14 @@ class HFBackend:
         n = params.n
         prompts = [self._prompt_tokens(r) for r in requests]
         sampler = None
+        seeds = [row_seed(seed, r, j) for r in requests for j in range(n)]  # request-major rows
         if params.do_sample:
-            seeds = [row_seed(seed, r, j) for r in requests for j in range(n)]  # request-major rows
             sampler = SeededSampler(params, seeds, self.model.device)
         if self.share_prefixes:
-            new = decode(self.model, prompts, n, params.max_new_tokens, self.pad_id, self.eos_id, sampler)
+            new = []
+            for a, b in held_within_paid(prompts, n, params.max_new_tokens):
+                part = None if sampler is None else SeededSampler(params, seeds[a * n:b * n], self.model.device)
+                new += decode(self.model, prompts[a:b], n, params.max_new_tokens, self.pad_id, self.eos_id, part)
         else:
             new = self._generate_copies([p for p in prompts for _ in range(n)], params.max_new_tokens, sampler)
         samples = [sample_from_tokens(row, self.eos_id, self.tok.decode) for row in new]  # cut at EOS; pads follow it
@@ -525,6 +524,33 @@ def _no_library_bars() -> Iterator[None]:
         yield
     finally:
         setattr(gguf_utils, "tqdm", original)
+
+
+def held_within_paid(prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int) -> list[tuple[int, int]]:
+    """Consecutive groups [a, b) of a generation batch's prompts to decode together, so that what
+    a group's KV cache holds stays within what the batch plan paid for.
+
+    The plan costs a prompt once for its n samples (`cost`: it is computed once), but once the
+    prefill is repeated to its n sample rows each row holds its own copy: n x (prompt + new tokens)
+    per prompt against prompt + n x new paid. A batch of 25-sample prompts then held about twice
+    the KV cache its token budget allowed (SmolLM2-135M's quick suite: 2,219 MiB peak RSS without
+    groups). Each group holds at most the whole batch's payment (one prompt at least; prompts at
+    their own lengths), as shared-context scoring does (audit.backends.prefix). Samples are seeded
+    per row, so a group is one more batch split under the batch-invariance contract (tested:
+    identical samples with and without groups).
+    """
+    paid = sum(len(p) + n * max_new_tokens for p in prompts)
+    groups: list[tuple[int, int]] = []
+    start, held = 0, 0
+    for i, p in enumerate(prompts):
+        rows = n * (len(p) + max_new_tokens)
+        if i > start and held + rows > paid:
+            groups.append((start, i))
+            start, held = i, 0
+        held += rows
+    if prompts:
+        groups.append((start, len(prompts)))
+    return groups
 
 
 def load_backend(spec: ModelSpec, share_prefixes: bool = True) -> HFBackend:

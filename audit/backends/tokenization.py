@@ -116,8 +116,8 @@ class Tokenization:
 
     def cost(self, request: Request, share_prompt: bool, chat: bool | None = None) -> int:
         """Tokens of the request's row(s). A log-likelihood row: its positions, up to the context. A
-        generation: its prompt once for its n samples when the backend's memory holds it once (vLLM's
-        prefix cache shares the blocks), else once per sample (hf: each sample row has its own copy)."""
+        generation: its prompt once for its n samples when the backend shares it (hf's prefix sharing,
+        vLLM's prefix cache), else once per sample."""
         if isinstance(request, LogLikelihood):
             ctx, cont = self.ll_tokens(request)
             return min(len(ctx) + len(cont) - 1, self.max_length)
