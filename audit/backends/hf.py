@@ -466,17 +466,20 @@ class HFBackend:
             raise ValueError("a generation batch must share one GenParams")
         n = params.n
         prompts = [self._prompt_tokens(r) for r in requests]
-        sampler = None
-        seeds = [row_seed(seed, r, j) for r in requests for j in range(n)]  # request-major rows
-        if params.do_sample:
-            sampler = SeededSampler(params, seeds, self.model.device)
+        seeds = [row_seed(seed, r, j) for r in requests for j in range(n)] if params.do_sample else []
+
+        def sampler(a: int, b: int) -> SeededSampler | None:
+            """The generators of prompts [a, b)'s sample rows (request-major, as `seeds`); None for greedy."""
+            return SeededSampler(params, seeds[a * n:b * n], self.model.device) if params.do_sample else None
+
         if self.share_prefixes:
             new = []
             for a, b in held_within_paid(prompts, n, params.max_new_tokens):
-                part = None if sampler is None else SeededSampler(params, seeds[a * n:b * n], self.model.device)
-                new += decode(self.model, prompts[a:b], n, params.max_new_tokens, self.pad_id, self.eos_id, part)
+                new += decode(self.model, prompts[a:b], n, params.max_new_tokens, self.pad_id, self.eos_id,
+                              sampler(a, b))
         else:
-            new = self._generate_copies([p for p in prompts for _ in range(n)], params.max_new_tokens, sampler)
+            new = self._generate_copies([p for p in prompts for _ in range(n)], params.max_new_tokens,
+                                        sampler(0, len(prompts)))
         samples = [sample_from_tokens(row, self.eos_id, self.tok.decode) for row in new]  # cut at EOS; pads follow it
         return [Generation(tuple(samples[i * n:(i + 1) * n])) for i in range(len(requests))]
 
